@@ -1,0 +1,312 @@
+"""Typed, strictly loaded configuration.
+
+The YAML file has the sections ``audio``, ``model`` (with ``wn``), ``data``,
+``train`` and ``export``. Every key a file leaves out takes the default below
+(NVIDIA/waveglow's ``config.json``); a key the dataclasses do not know is an
+error that names it. Values are checked against their declared types, and
+strings such as ``"1e-4"`` (which PyYAML reads as a string) become floats.
+
+Usage::
+
+    params = load_params("params.yaml", overrides={"model.n_flows": 4})
+    save_params(params, "runs/exp1/params.yaml")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "AudioParams",
+    "ConfigError",
+    "DataParams",
+    "ExportParams",
+    "ModelParams",
+    "Params",
+    "TrainParams",
+    "WNParams",
+    "load_params",
+    "params_from_dict",
+    "save_params",
+]
+
+DILATED_CONV_CHOICES = ("time_to_batch", "native")
+
+
+class ConfigError(ValueError):
+    """Raised for an unknown key, a value of the wrong type or a broken rule."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioParams:
+    """Audio and mel front end (NVIDIA/Tacotron 2 ``data_config``)."""
+
+    sampling_rate: int = 22050
+    filter_length: int = 1024
+    hop_length: int = 256
+    win_length: int = 1024
+    n_mel_channels: int = 80
+    mel_fmin: float = 0.0
+    mel_fmax: float = 8000.0
+    max_wav_value: float = 32768.0
+
+
+@dataclasses.dataclass(frozen=True)
+class WNParams:
+    """The WaveNet-like network inside each affine coupling."""
+
+    n_layers: int = 8
+    n_channels: int = 256
+    kernel_size: int = 3
+    dilated_conv: str = "time_to_batch"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelParams:
+    """WaveGlow architecture (NVIDIA ``waveglow_config``)."""
+
+    n_mel_channels: int = 80
+    n_flows: int = 12
+    n_group: int = 8
+    n_early_every: int = 4
+    n_early_size: int = 2
+    upsample_kernel_size: int = 1024
+    upsample_stride: int = 256
+    wn: WNParams = dataclasses.field(default_factory=WNParams)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataParams:
+    """Training data: segments cut from the preprocessed corpus."""
+
+    segment_length: int = 16000
+    valid_fraction: float = 0.05
+    split_seed: int = 1234
+    shuffle_buffer: int = 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainParams:
+    """Optimisation (NVIDIA ``train_config``)."""
+
+    batch_size: int = 12
+    learning_rate: float = 1e-4
+    sigma: float = 1.0
+    seed: int = 1234
+    # Train with PyTorch-style weight normalisation (w = g * v / ||v||) as NVIDIA
+    # does; inference models and exports always hold the folded kernels.
+    weight_norm: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportParams:
+    """Values baked into an exported synthesis graph."""
+
+    sigma: float = 0.6
+    denoiser_strength: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    """All sections of a configuration."""
+
+    audio: AudioParams = dataclasses.field(default_factory=AudioParams)
+    model: ModelParams = dataclasses.field(default_factory=ModelParams)
+    data: DataParams = dataclasses.field(default_factory=DataParams)
+    train: TrainParams = dataclasses.field(default_factory=TrainParams)
+    export: ExportParams = dataclasses.field(default_factory=ExportParams)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> "Params":
+        """Checks rules that span fields; returns self or raises ConfigError."""
+        a, m, d, t = self.audio, self.model, self.data, self.train
+        rules = [
+            (m.n_group % 2 == 0 and m.n_group >= 2, f"model.n_group must be even and >= 2, got {m.n_group}"),
+            (
+                m.n_mel_channels == a.n_mel_channels,
+                f"model.n_mel_channels ({m.n_mel_channels}) must equal audio.n_mel_channels ({a.n_mel_channels})",
+            ),
+            (
+                m.upsample_stride == a.hop_length,
+                f"model.upsample_stride ({m.upsample_stride}) must equal audio.hop_length ({a.hop_length})",
+            ),
+            (
+                m.upsample_kernel_size >= m.upsample_stride,
+                f"model.upsample_kernel_size ({m.upsample_kernel_size}) must be >= model.upsample_stride "
+                f"({m.upsample_stride})",
+            ),
+            (
+                a.hop_length % m.n_group == 0,
+                f"audio.hop_length ({a.hop_length}) must be divisible by model.n_group ({m.n_group})",
+            ),
+            # NVIDIA's default segment (16000) is not a multiple of the hop (256): a
+            # segment takes ceil(segment / hop) mel frames and the upsampled mel is
+            # cropped to the segment, so only the squeeze needs divisibility.
+            (
+                d.segment_length % m.n_group == 0 and d.segment_length >= a.hop_length,
+                f"data.segment_length ({d.segment_length}) must be divisible by model.n_group "
+                f"({m.n_group}) and at least audio.hop_length ({a.hop_length})",
+            ),
+            (m.n_flows >= 1, f"model.n_flows must be >= 1, got {m.n_flows}"),
+            (m.n_early_every >= 1, f"model.n_early_every must be >= 1, got {m.n_early_every}"),
+            (m.n_early_size >= 0, f"model.n_early_size must be >= 0, got {m.n_early_size}"),
+            (m.wn.n_layers >= 1, f"model.wn.n_layers must be >= 1, got {m.wn.n_layers}"),
+            (m.wn.n_channels >= 1, f"model.wn.n_channels must be >= 1, got {m.wn.n_channels}"),
+            (
+                m.wn.kernel_size % 2 == 1,
+                f"model.wn.kernel_size must be odd for centred ('same') padding, got {m.wn.kernel_size}",
+            ),
+            (
+                m.wn.dilated_conv in DILATED_CONV_CHOICES,
+                f"model.wn.dilated_conv must be one of {DILATED_CONV_CHOICES}, got {m.wn.dilated_conv!r}",
+            ),
+            (a.win_length <= a.filter_length, "audio.win_length must be <= audio.filter_length"),
+            (
+                0.0 <= a.mel_fmin < a.mel_fmax <= a.sampling_rate / 2,
+                f"need 0 <= audio.mel_fmin < audio.mel_fmax <= sampling_rate / 2, got "
+                f"{a.mel_fmin}, {a.mel_fmax}, {a.sampling_rate}",
+            ),
+            (0.0 <= d.valid_fraction < 1.0, f"data.valid_fraction must be in [0, 1), got {d.valid_fraction}"),
+            (t.batch_size >= 1, f"train.batch_size must be >= 1, got {t.batch_size}"),
+            (t.learning_rate > 0, f"train.learning_rate must be > 0, got {t.learning_rate}"),
+            (t.sigma > 0, f"train.sigma must be > 0, got {t.sigma}"),
+        ]
+        # The channels left after every early output must still split into two equal halves.
+        remaining = m.n_group
+        for k in range(1, m.n_flows):
+            if k % m.n_early_every == 0:
+                remaining -= m.n_early_size
+        rules.append(
+            (
+                remaining >= 2 and m.n_early_size % 2 == 0,
+                f"model: {m.n_flows} flows with {m.n_early_size} early channels every {m.n_early_every} "
+                f"flows leave {remaining} of n_group={m.n_group} channels; the channels left must stay "
+                "even and at least 2 (n_early_size even)",
+            )
+        )
+        for ok, message in rules:
+            if not ok:
+                raise ConfigError(message)
+        return self
+
+
+def _coerce(value: Any, type_, key: str) -> Any:
+    if dataclasses.is_dataclass(type_):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping (section), got {type(value).__name__}")
+        return _build(type_, value, key + ".")
+    if type_ is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if type_ is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if type_ is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if type_ is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    return value
+
+
+def _build(cls, data: Mapping, prefix: str = ""):
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"unknown key{'s' if len(unknown) > 1 else ''} "
+            + ", ".join(f"'{prefix}{u}'" for u in unknown)
+            + f"; known keys here: {', '.join(sorted(names))}"
+        )
+    kwargs = {name: _coerce(value, hints[name], prefix + name) for name, value in data.items()}
+    return cls(**kwargs)
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override '{dotted}': '{part}' is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def params_from_dict(data: Mapping | None, overrides: Mapping[str, Any] | None = None) -> Params:
+    """Builds validated Params from a nested dict plus dotted-key overrides.
+
+    Override values given as strings (from a command line) are parsed as YAML
+    scalars, so ``"4"`` becomes 4 and ``"1e-4"`` becomes 1e-4.
+    """
+    tree: dict = _deep_copy(dict(data or {}))
+    for dotted, value in (overrides or {}).items():
+        if isinstance(value, str):
+            value = yaml.safe_load(value) if value.strip() else value
+        _set_dotted(tree, dotted, value)
+    return _build(Params, tree).validate()
+
+
+def _deep_copy(tree: Mapping) -> dict:
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in tree.items()}
+
+
+def load_params(path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None) -> Params:
+    """Loads a YAML config (or the defaults when ``path`` is None).
+
+    Args:
+      path: a YAML file; keys it omits take their defaults.
+      overrides: dotted keys, e.g. ``{"model.n_flows": 4, "train.learning_rate": "1e-3"}``.
+
+    Raises:
+      ConfigError: unknown key, wrong type or a violated cross-field rule.
+      FileNotFoundError: the file does not exist.
+    """
+    data: dict = {}
+    if path is not None:
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"params file not found: {path}")
+        with open(path, encoding="utf-8") as f:
+            try:
+                data = yaml.safe_load(f) or {}
+            except yaml.YAMLError as e:
+                raise ConfigError(f"{path}: not valid YAML: {e}") from e
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    try:
+        return params_from_dict(data, overrides)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}" if path else str(e)) from None
+
+
+def save_params(params: Params, path: str | os.PathLike) -> None:
+    """Writes the resolved params as YAML (atomically)."""
+    path = os.fspath(path)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        yaml.safe_dump(params.to_dict(), f, sort_keys=False)
+    os.replace(tmp, path)

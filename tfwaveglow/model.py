@@ -1,0 +1,360 @@
+"""WaveGlow: mel-conditioned normalising flow from audio to Gaussian noise and back.
+
+Tensors are channels-last. Audio ``[B, S]`` is squeezed into ``[B, S / g, g]``
+(``g = n_group``; channel ``j`` at group step ``t`` holds sample ``g t + j``).
+The mel ``[B, F, n_mel]`` is upsampled to the sample rate and grouped the same
+way into ``[B, S / g, n_mel * g]`` with channel ``m * g + j`` (mel-major, NVIDIA's
+order). Each of ``n_flows`` steps is an invertible 1x1 conv and an affine
+coupling; every ``n_early_every`` flows ``n_early_size`` channels leave early.
+``z`` concatenates the early outputs (first to leave first) and the final
+channels, which is NVIDIA's ``z`` transposed to ``[B, S / g, g]``.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfwaveglow.config import Params
+from tfwaveglow.layers.coupling import AffineCoupling
+from tfwaveglow.layers.invertible_conv import Invertible1x1Conv
+from tfwaveglow.layers.kernel import KernelMixin
+from tfwaveglow.layers.upsampler import Upsampler
+
+
+@keras.saving.register_keras_serializable(package="tfwaveglow")
+class WaveGlow(keras.Model):
+    """WaveGlow with NVIDIA's math and conventions.
+
+    Args:
+      n_mel_channels: mel bins.
+      n_flows: flow steps (1x1 conv + coupling).
+      n_group: audio samples per group step (squeeze factor).
+      n_early_every: an early output leaves before flows k, 2k, ... for this k.
+      n_early_size: channels per early output.
+      upsample_kernel_size, upsample_stride: the transposed-conv upsampler.
+      wn_n_layers, wn_n_channels, wn_kernel_size: each coupling's WN.
+      dilated_conv: ``time_to_batch`` (default) or ``native``.
+      weight_norm: weight-normalised WN convs (training); inference models hold
+        folded kernels (see :meth:`fold_weight_norm`).
+    """
+
+    def __init__(
+        self,
+        n_mel_channels: int = 80,
+        n_flows: int = 12,
+        n_group: int = 8,
+        n_early_every: int = 4,
+        n_early_size: int = 2,
+        upsample_kernel_size: int = 1024,
+        upsample_stride: int = 256,
+        wn_n_layers: int = 8,
+        wn_n_channels: int = 256,
+        wn_kernel_size: int = 3,
+        dilated_conv: str = "time_to_batch",
+        weight_norm: bool = False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.n_mel_channels = int(n_mel_channels)
+        self.n_flows = int(n_flows)
+        self.n_group = int(n_group)
+        self.n_early_every = int(n_early_every)
+        self.n_early_size = int(n_early_size)
+        self.upsample_kernel_size = int(upsample_kernel_size)
+        self.upsample_stride = int(upsample_stride)
+        self.wn_n_layers = int(wn_n_layers)
+        self.wn_n_channels = int(wn_n_channels)
+        self.wn_kernel_size = int(wn_kernel_size)
+        self.dilated_conv = dilated_conv
+        self.weight_norm = bool(weight_norm)
+        if self.upsample_stride % self.n_group != 0:
+            raise ValueError(f"upsample_stride ({upsample_stride}) must be divisible by n_group ({n_group})")
+
+        self.upsample = Upsampler(self.n_mel_channels, self.upsample_kernel_size, self.upsample_stride, name="upsample")
+        cond_channels = self.n_mel_channels * self.n_group
+        self.convinv = []
+        self.couplings = []
+        remaining = self.n_group
+        for k in range(self.n_flows):
+            if self._early_output_before(k):
+                remaining -= self.n_early_size
+            self.convinv.append(Invertible1x1Conv(remaining, name=f"convinv_{k}"))
+            self.couplings.append(
+                AffineCoupling(
+                    remaining,
+                    cond_channels,
+                    n_layers=self.wn_n_layers,
+                    n_channels=self.wn_n_channels,
+                    kernel_size=self.wn_kernel_size,
+                    dilated_conv=self.dilated_conv,
+                    weight_norm=self.weight_norm,
+                    name=f"coupling_{k}",
+                )
+            )
+        self.n_remaining_channels = remaining
+        self.build(None)
+
+    @classmethod
+    def from_params(
+        cls, params: Params, weight_norm: bool = False, dilated_conv: str | None = None, **kwargs
+    ) -> "WaveGlow":
+        """Builds the model of ``params.model`` (weights freshly initialised).
+
+        Args:
+          params: the config; ``params.model`` fixes the architecture.
+          weight_norm: weight-normalised WN convs (as in training).
+          dilated_conv: override ``params.model.wn.dilated_conv``.
+        """
+        m = params.model
+        return cls(
+            n_mel_channels=m.n_mel_channels,
+            n_flows=m.n_flows,
+            n_group=m.n_group,
+            n_early_every=m.n_early_every,
+            n_early_size=m.n_early_size,
+            upsample_kernel_size=m.upsample_kernel_size,
+            upsample_stride=m.upsample_stride,
+            wn_n_layers=m.wn.n_layers,
+            wn_n_channels=m.wn.n_channels,
+            wn_kernel_size=m.wn.kernel_size,
+            dilated_conv=dilated_conv or m.wn.dilated_conv,
+            weight_norm=weight_norm,
+            **kwargs,
+        )
+
+    def build(self, input_shape=None):
+        self.upsample.build(None)
+        for conv, coupling in zip(self.convinv, self.couplings):
+            conv.build(None)
+            coupling.build(None)
+        self.built = True
+
+    # ------------------------------------------------------------------ helpers
+    def _early_output_before(self, k: int) -> bool:
+        return k > 0 and k % self.n_early_every == 0
+
+    @property
+    def hop_length(self) -> int:
+        return self.upsample_stride
+
+    def _check_mel(self, mel):
+        mel = tf.convert_to_tensor(mel)
+        if mel.dtype != tf.float32 and mel.dtype != tf.float16 and mel.dtype != tf.bfloat16:
+            raise TypeError(f"mel must be a float tensor, got dtype {mel.dtype.name}")
+        if mel.shape.rank is not None and mel.shape.rank != 3:
+            raise ValueError(f"mel must be [batch, frames, n_mel={self.n_mel_channels}], got shape {mel.shape}")
+        if mel.shape[-1] is not None and mel.shape[-1] != self.n_mel_channels:
+            raise ValueError(
+                f"mel has {mel.shape[-1]} channels, the model expects {self.n_mel_channels}: "
+                f"mel must be [batch, frames, {self.n_mel_channels}], got shape {mel.shape}"
+            )
+        if mel.shape[1] is not None and mel.shape[1] == 0:
+            raise ValueError(f"mel has zero frames: shape {mel.shape}")
+        tf.debugging.assert_all_finite(mel, f"mel contains NaN or Inf values (mel shape {mel.shape})")
+        return mel
+
+    def group_mel(self, upsampled):
+        """``[B, S, n_mel] -> [B, S / g, n_mel * g]``, channel ``m * g + j`` (NVIDIA's order)."""
+        shape = tf.shape(upsampled)
+        g, n_mel = self.n_group, self.n_mel_channels
+        x = tf.reshape(upsampled, [shape[0], shape[1] // g, g, n_mel])
+        x = tf.transpose(x, [0, 1, 3, 2])
+        return tf.reshape(x, [shape[0], shape[1] // g, n_mel * g])
+
+    def condition(self, mel, samples):
+        """Upsampled, cropped to ``samples`` and grouped mel: ``[B, samples / g, n_mel * g]``."""
+        return self.group_mel(self.upsample(mel)[:, :samples, :])
+
+    # ------------------------------------------------------------------ flows
+    def forward(self, mel, audio):
+        """Audio to latent (training direction).
+
+        Args:
+          mel: ``[B, F, n_mel]`` float.
+          audio: ``[B, S]`` in [-1, 1]; ``S % n_group == 0`` and
+            ``(F - 2) * hop < S <= F * hop`` (the mel covers the audio).
+
+        Returns:
+          dict with ``z`` ``[B, S / g, g]``, ``log_s_sum`` (scalar, sum of every
+          flow's log_s), ``log_det_w_sum`` (scalar, sum of the 1x1 log-dets),
+          and ``log_s`` (list of per-flow ``[B, S / g, n_half]``).
+        """
+        mel = self._check_mel(mel)
+        audio = tf.convert_to_tensor(audio, dtype=mel.dtype)
+        self._check_audio(mel, audio)
+        batch, samples = tf.shape(audio)[0], tf.shape(audio)[1]
+        spect = self.condition(mel, samples)
+        x = tf.reshape(audio, [batch, samples // self.n_group, self.n_group])
+
+        early, log_s_list = [], []
+        log_det_w_sum = tf.zeros((), tf.float32)
+        log_s_sum = tf.zeros((), tf.float32)
+        for k in range(self.n_flows):
+            if self._early_output_before(k):
+                early.append(x[:, :, : self.n_early_size])
+                x = x[:, :, self.n_early_size :]
+            x, log_det_w = self.convinv[k].forward(x)
+            x, log_s = self.couplings[k].forward(x, spect)
+            log_s_list.append(log_s)
+            log_det_w_sum += log_det_w
+            log_s_sum += tf.reduce_sum(tf.cast(log_s, tf.float32))
+        z = tf.concat(early + [x], axis=-1)
+        return {"z": z, "log_s_sum": log_s_sum, "log_det_w_sum": log_det_w_sum, "log_s": log_s_list}
+
+    def _check_audio(self, mel, audio):
+        hop, g = self.hop_length, self.n_group
+        if audio.shape.rank is not None and audio.shape.rank != 2:
+            raise ValueError(f"audio must be [batch, samples], got shape {audio.shape}")
+        frames, samples = mel.shape[1], audio.shape[1]
+        if samples is not None and samples % g != 0:
+            raise ValueError(f"audio length {samples} (shape {audio.shape}) must be divisible by n_group={g}")
+        if frames is not None and samples is not None and not (frames - 2) * hop < samples <= frames * hop:
+            raise ValueError(
+                f"audio of shape {audio.shape} does not match mel of shape {mel.shape}: {frames} frames "
+                f"at hop {hop} need ({(frames - 2) * hop}, {frames * hop}] samples"
+            )
+        if mel.shape[0] is not None and audio.shape[0] is not None and mel.shape[0] != audio.shape[0]:
+            raise ValueError(f"batch sizes differ: mel shape {mel.shape}, audio shape {audio.shape}")
+        tf.debugging.assert_all_finite(audio, f"audio contains NaN or Inf values (audio shape {audio.shape})")
+        if frames is None or samples is None:
+            f, s = tf.shape(mel)[1], tf.shape(audio)[1]
+            tf.debugging.assert_equal(s % g, 0, message=f"audio length must be divisible by n_group={g}")
+            tf.debugging.assert_greater(s, (f - 2) * hop, message="audio is shorter than the mel frames describe")
+            tf.debugging.assert_less_equal(s, f * hop, message="audio is longer than the mel frames cover")
+
+    def latent_shape(self, mel):
+        """``[B, F * hop / g, g]`` for a mel ``[B, F, n_mel]`` (a tensor)."""
+        shape = tf.shape(mel)
+        return tf.stack([shape[0], shape[1] * self.hop_length // self.n_group, self.n_group])
+
+    def infer(self, mel, sigma=0.6, z=None, seed=None):
+        """Mel to audio (synthesis direction).
+
+        Args:
+          mel: ``[B, F, n_mel]``.
+          sigma: scalar or ``[B]``: the latent's standard deviation.
+          z: optional standard-normal latent ``[B, F * hop / g, g]`` in
+            forward's layout; it is scaled by ``sigma`` here. Drawn when None.
+          seed: optional int seed for the drawn latent.
+
+        Returns:
+          ``[B, F * hop]`` audio (NVIDIA drops the upsampler's last
+          ``kernel_size - stride`` samples).
+        """
+        mel = self._check_mel(mel)
+        batch, frames = tf.shape(mel)[0], tf.shape(mel)[1]
+        samples = frames * self.hop_length
+        if z is None:
+            z = tf.random.normal(self.latent_shape(mel), seed=seed, dtype=mel.dtype)
+        else:
+            z = tf.convert_to_tensor(z, dtype=mel.dtype)
+            self._check_latent(mel, z)
+        sigma = tf.reshape(tf.cast(sigma, mel.dtype), [-1, 1, 1])
+        spect = self.condition(mel, samples)
+
+        n_early_total = self.n_group - self.n_remaining_channels
+        x = sigma * z[:, :, n_early_total:]
+        end = n_early_total
+        for k in reversed(range(self.n_flows)):
+            x = self.couplings[k].inverse(x, spect)
+            x = self.convinv[k].inverse(x)
+            if self._early_output_before(k):
+                x = tf.concat([sigma * z[:, :, end - self.n_early_size : end], x], axis=-1)
+                end -= self.n_early_size
+        return tf.reshape(x, [batch, samples])
+
+    def _check_latent(self, mel, z):
+        expected = f"[batch, frames * hop / n_group, n_group={self.n_group}]"
+        if z.shape.rank is not None and z.shape.rank != 3:
+            raise ValueError(f"z must be {expected}, got shape {z.shape}")
+        frames = mel.shape[1]
+        if z.shape[-1] is not None and z.shape[-1] != self.n_group:
+            raise ValueError(f"z must be {expected}, got shape {z.shape} for mel shape {mel.shape}")
+        if frames is not None and z.shape[1] is not None and z.shape[1] != frames * self.hop_length // self.n_group:
+            raise ValueError(
+                f"z must be {expected} = [batch, {frames * self.hop_length // self.n_group}, {self.n_group}] "
+                f"for mel shape {mel.shape}, got shape {z.shape}"
+            )
+
+    def call(self, mel, audio):
+        return self.forward(mel, audio)
+
+    # ------------------------------------------------------------------ weights
+    def named_layers(self) -> dict:
+        """Every weight-holding layer by NVIDIA's module path (``WN.3.in_layers.5``, ...)."""
+        named = {"upsample": self.upsample}
+        for k in range(self.n_flows):
+            wn = self.couplings[k].wn
+            named[f"convinv.{k}"] = self.convinv[k]
+            named[f"WN.{k}.start"] = wn.start
+            named[f"WN.{k}.cond_layer"] = wn.cond_layer
+            for i in range(wn.n_layers):
+                named[f"WN.{k}.in_layers.{i}"] = wn.in_layers[i]
+                named[f"WN.{k}.res_skip_layers.{i}"] = wn.res_skip_layers[i]
+            named[f"WN.{k}.end"] = wn.end
+        return named
+
+    def architecture(self) -> dict:
+        """The constructor arguments that fix the weights' shapes."""
+        config = self.get_config()
+        return {k: config[k] for k in _ARCH_KEYS}
+
+    def copy_weights_from(self, other: "WaveGlow") -> None:
+        """Copies ``other``'s weights by layer path, folding or adding weight norm as needed."""
+        if self.architecture() != other.architecture():
+            raise ValueError(f"architectures differ: {self.architecture()} vs {other.architecture()}")
+        src = other.named_layers()
+        for name, layer in self.named_layers().items():
+            if isinstance(layer, KernelMixin):
+                layer.assign_kernel(src[name].effective_kernel(), src[name].bias)
+            else:
+                for dst_var, src_var in zip(layer.weights, src[name].weights, strict=True):
+                    dst_var.assign(src_var)
+
+    def fold_weight_norm(self) -> "WaveGlow":
+        """A copy with plain kernels ``g * v / ||v||`` (self when there is no weight norm)."""
+        if not self.weight_norm:
+            return self
+        config = {k: getattr(self, k) for k in _CONFIG_KEYS}
+        config["weight_norm"] = False
+        folded = WaveGlow(**config)
+        folded.copy_weights_from(self)
+        return folded
+
+    def receptive_field(self) -> int:
+        """Group steps one WN output depends on, per side (one coupling)."""
+        return sum((self.wn_kernel_size - 1) // 2 * 2**i for i in range(self.wn_n_layers))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({k: getattr(self, k) for k in _CONFIG_KEYS})
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("trainable", "dtype"):
+            config.pop(key, None)
+        return cls(**config)
+
+
+_ARCH_KEYS = (
+    "n_mel_channels",
+    "n_flows",
+    "n_group",
+    "n_early_every",
+    "n_early_size",
+    "upsample_kernel_size",
+    "upsample_stride",
+    "wn_n_layers",
+    "wn_n_channels",
+    "wn_kernel_size",
+)
+# Weights do not depend on how the dilated conv is computed or whether weight norm is on.
+_CONFIG_KEYS = (*_ARCH_KEYS, "dilated_conv", "weight_norm")
+
+
+def count_parameters(model: keras.Model) -> int:
+    return int(sum(np.prod(v.shape) for v in model.weights))

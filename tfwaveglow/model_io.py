@@ -1,0 +1,170 @@
+"""Saving and loading WaveGlow models.
+
+An *inference model directory* holds ``params.yaml`` (the resolved config) and
+``weights.npz``: one array per variable, keyed by NVIDIA's module path and the
+variable name (``WN.0.start.kernel``, ``convinv.3.kernel``, ``upsample.bias``),
+always with weight norm folded. A *training run directory* holds
+``params.yaml`` and ``tf.train.Checkpoint`` files whose ``model`` slot is the
+(possibly weight-normalised) model; loading one folds weight norm.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from tfwaveglow.config import Params, load_params, save_params
+from tfwaveglow.layers.kernel import KernelMixin
+from tfwaveglow.model import WaveGlow
+
+PARAMS_FILE = "params.yaml"
+WEIGHTS_FILE = "weights.npz"
+CHECKPOINT_SUBDIR = "checkpoints"
+
+
+class ModelLoadError(ValueError):
+    """The path is not a loadable model, or its weights do not fit its config."""
+
+
+def weights_to_arrays(model: WaveGlow) -> dict:
+    """``{"<layer path>.<kernel|bias>": ndarray}`` with weight norm folded."""
+    arrays = {}
+    for name, layer in model.named_layers().items():
+        if isinstance(layer, KernelMixin):
+            arrays[f"{name}.kernel"] = layer.effective_kernel().numpy()
+            arrays[f"{name}.bias"] = layer.bias.numpy()
+        else:
+            for var in layer.weights:
+                arrays[f"{name}.{_short_name(var)}"] = var.numpy()
+    return arrays
+
+
+def _short_name(var) -> str:
+    return var.path.rsplit("/", 1)[-1] if hasattr(var, "path") else var.name.split("/")[-1].split(":")[0]
+
+
+def assign_arrays(model: WaveGlow, arrays: dict, source: str = "weights") -> None:
+    """Loads :func:`weights_to_arrays`' format; every key must be used exactly once."""
+    remaining = dict(arrays)
+    missing = []
+    for name, layer in model.named_layers().items():
+        if isinstance(layer, KernelMixin):
+            keys = [f"{name}.kernel", f"{name}.bias"]
+        else:
+            keys = [f"{name}.{_short_name(v)}" for v in layer.weights]
+        if any(k not in remaining for k in keys):
+            missing += [k for k in keys if k not in remaining]
+            continue
+        values = [remaining.pop(k) for k in keys]
+        targets = [layer.effective_kernel(), layer.bias] if isinstance(layer, KernelMixin) else layer.weights
+        for key, value, target in zip(keys, values, targets):
+            if tuple(value.shape) != tuple(target.shape):
+                raise ModelLoadError(
+                    f"{source}: '{key}' has shape {value.shape}, the model expects {tuple(target.shape)}"
+                )
+        if isinstance(layer, KernelMixin):
+            layer.assign_kernel(values[0], values[1])
+        else:
+            for var, value in zip(layer.weights, values):
+                var.assign(value)
+    if missing or remaining:
+        raise ModelLoadError(
+            f"{source}: weights do not match the model: missing {sorted(missing)[:10]}"
+            f"{' ...' if len(missing) > 10 else ''}, unused {sorted(remaining)[:10]}"
+            f"{' ...' if len(remaining) > 10 else ''}"
+        )
+
+
+def save_model(model: WaveGlow, directory: str | os.PathLike, params: Params) -> str:
+    """Writes an inference model directory (weight norm folded); returns its path."""
+    directory = os.fspath(directory)
+    os.makedirs(directory, exist_ok=True)
+    _check_params_match(model, params, directory)
+    save_params(params, os.path.join(directory, PARAMS_FILE))
+    tmp = os.path.join(directory, WEIGHTS_FILE + ".tmp.npz")
+    np.savez(tmp, **weights_to_arrays(model))
+    os.replace(tmp, os.path.join(directory, WEIGHTS_FILE))
+    return directory
+
+
+def _check_params_match(model: WaveGlow, params: Params, where: str) -> None:
+    m = params.model
+    pairs = {
+        "n_mel_channels": m.n_mel_channels,
+        "n_flows": m.n_flows,
+        "n_group": m.n_group,
+        "n_early_every": m.n_early_every,
+        "n_early_size": m.n_early_size,
+        "upsample_kernel_size": m.upsample_kernel_size,
+        "upsample_stride": m.upsample_stride,
+        "wn_n_layers": m.wn.n_layers,
+        "wn_n_channels": m.wn.n_channels,
+        "wn_kernel_size": m.wn.kernel_size,
+    }
+    wrong = {k: (getattr(model, k), v) for k, v in pairs.items() if getattr(model, k) != v}
+    if wrong:
+        raise ModelLoadError(f"{where}: model and params disagree (model, params): {wrong}")
+
+
+def _find_checkpoint(path: str) -> str | None:
+    """A checkpoint prefix for ``path`` (a run dir, its checkpoints dir, or a prefix)."""
+    if tf.io.gfile.exists(path + ".index"):
+        return path
+    for directory in (os.path.join(path, CHECKPOINT_SUBDIR), path):
+        if os.path.isdir(directory):
+            latest = tf.train.latest_checkpoint(directory)
+            if latest:
+                return latest
+    return None
+
+
+def _find_params(path: str) -> str | None:
+    candidates = [path, os.path.dirname(path), os.path.dirname(os.path.dirname(path))]
+    for directory in candidates:
+        p = os.path.join(directory, PARAMS_FILE)
+        if directory and os.path.isfile(p):
+            return p
+    return None
+
+
+def load_model(path: str | os.PathLike, params: Params | None = None, dilated_conv: str | None = None) -> WaveGlow:
+    """Loads a model for synthesis (weight norm folded).
+
+    Args:
+      path: an inference model directory (``params.yaml`` + ``weights.npz``,
+        e.g. a converted NVIDIA checkpoint), a training run directory, or a
+        checkpoint prefix inside one.
+      params: use these instead of the ``params.yaml`` found beside the weights.
+      dilated_conv: override how dilated convolutions are computed.
+
+    Raises:
+      FileNotFoundError: nothing loadable at ``path``.
+      ModelLoadError: the weights do not fit the config.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path) and not tf.io.gfile.exists(path + ".index"):
+        raise FileNotFoundError(f"no model at {path}")
+    params_path = _find_params(path)
+    if params is None:
+        if params_path is None:
+            raise FileNotFoundError(f"{path}: no {PARAMS_FILE} beside the model weights")
+        params = load_params(params_path)
+
+    weights_file = os.path.join(path, WEIGHTS_FILE)
+    if os.path.isfile(weights_file):
+        model = WaveGlow.from_params(params, dilated_conv=dilated_conv)
+        with np.load(weights_file) as data:
+            assign_arrays(model, {k: data[k] for k in data.files}, source=weights_file)
+        return model
+
+    checkpoint = _find_checkpoint(path)
+    if checkpoint is None:
+        raise FileNotFoundError(f"{path}: neither {WEIGHTS_FILE} nor a TensorFlow checkpoint found")
+    model = WaveGlow.from_params(params, weight_norm=params.train.weight_norm, dilated_conv=dilated_conv)
+    try:
+        tf.train.Checkpoint(model=model).read(checkpoint).expect_partial().assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
+        raise ModelLoadError(f"{checkpoint}: checkpoint does not match the model of {params_path}: {e}") from e
+    return model.fold_weight_norm()
