@@ -37,6 +37,8 @@ __all__ = [
     "mel_spectrogram",
     "mel_spectrogram_tf",
     "num_frames",
+    "quantize_int16",
+    "resample",
     "save_wav",
 ]
 
@@ -121,6 +123,22 @@ def resample(audio: np.ndarray, source_rate: int, target_rate: int) -> np.ndarra
     return soxr.resample(np.asarray(audio, np.float64), source_rate, target_rate, quality="VHQ")
 
 
+def quantize_int16(audio) -> np.ndarray:
+    """Rounds audio to the values a 16-bit PCM file holds: ``int16 / 32768``, clipped to ``[-1, 1)``.
+
+    Args:
+      audio: float array of any shape.
+
+    Returns:
+      float32 array of the same shape; :func:`save_wav` then :func:`load_audio` returns it exactly.
+    """
+    return (_to_pcm16(np.asarray(audio, np.float64)).astype(np.float32) / np.float32(32768.0)).astype(np.float32)
+
+
+def _to_pcm16(audio: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(np.clip(audio, -1.0, 1.0) * 32768.0), -32768, 32767).astype(np.int16)
+
+
 def save_wav(path: str | os.PathLike, audio, sampling_rate: int) -> None:
     """Writes mono 16-bit PCM; the file appears atomically (temporary file, then rename).
 
@@ -141,7 +159,7 @@ def save_wav(path: str | os.PathLike, audio, sampling_rate: int) -> None:
         raise AudioError(f"{path}: expected mono audio [samples], got shape {audio.shape}")
     if not np.all(np.isfinite(audio)):
         raise AudioError(f"{path}: refusing to write non-finite (NaN or Inf) samples")
-    pcm = np.clip(np.round(np.clip(audio, -1.0, 1.0) * 32768.0), -32768, 32767).astype(np.int16)
+    pcm = _to_pcm16(audio)
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
         soundfile.write(tmp, pcm, int(sampling_rate), subtype="PCM_16", format="WAV")
