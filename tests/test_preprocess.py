@@ -227,9 +227,15 @@ def test_interrupted_run_leaves_no_partial_file_and_resumes(tmp_path, speech_dir
     with open(tmp_path / "manifest.json") as f:
         assert len(json.load(f)["files"]) == 2
 
+    # A run killed outright (no chance to clean up) leaves a temporary; the next run removes it.
+    stale = os.path.join(os.path.dirname(mels[0]), "x.npy.tmp-99999999")
+    with open(stale, "wb") as f:
+        f.write(b"partial")
+
     resumed = preprocess.preprocess_corpus(wave_dir, mel_dir, str(tmp_path), PARAMS, num_workers=1, progress=False)
     assert (resumed["counts"]["up_to_date"], resumed["counts"]["processed_now"]) == (2, 4)
     assert len([p for p in _outputs(tmp_path) if p.endswith(".npy")]) == 6
+    assert not os.path.exists(stale)
 
 
 def test_directory_errors_are_clear(tmp_path):

@@ -15,7 +15,8 @@ For every audio file (``.wav``, ``.flac``, ``.ogg``) found recursively under
 
 Every output is written to a temporary name and renamed into place, so an
 interrupted run leaves only complete files; the manifest is saved every few
-seconds and when the run stops, and the next run picks up where it left off.
+seconds and when the run stops, and the next run picks up where it left off
+(and deletes temporaries that a killed run left behind).
 
 Validation split: ids are grouped by speaker (the first folder of the id; ids
 without a folder form one group). In each group of ``n`` ids the
@@ -230,6 +231,29 @@ def _check_dir_writable(path: str, flag: str) -> None:
         raise PreprocessError(f"{flag} {path!r} is not a writable directory: {e.strerror or e}") from None
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def _remove_stale_temporaries(*roots: str) -> int:
+    """Deletes ``*.tmp-<pid>`` files of processes that are gone (a run killed mid-write)."""
+    removed = 0
+    for root in sorted(set(roots)):
+        for dirpath, _, files in os.walk(root):
+            for name in files:
+                stem, sep, pid = name.rpartition(".tmp-")
+                if sep and stem and pid.isdigit() and not _pid_alive(int(pid)):
+                    os.remove(os.path.join(dirpath, name))
+                    removed += 1
+    return removed
+
+
 def _load_manifest(path: str) -> dict:
     if not os.path.isfile(path):
         return {}
@@ -309,6 +333,7 @@ def preprocess_corpus(
     audio_dir = os.path.join(data_dir, AUDIO_SUBDIR)
     _check_dir_writable(audio_dir, "data_dir")
 
+    _remove_stale_temporaries(mel_dir, data_dir)
     digest = params_hash(audio_params)
     manifest_path = os.path.join(data_dir, MANIFEST_NAME)
     old_manifest = _load_manifest(manifest_path)
