@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+import soundfile
 
 from tfwaveglow import audio as audio_lib
 from tfwaveglow.config import AudioParams, Params
@@ -164,8 +165,6 @@ def process_file(source: str, audio_out: str, mel_out: str, audio_params: AudioP
     """
     sr = int(audio_params.sampling_rate)
     try:
-        import soundfile
-
         source_rate = None
         try:
             source_rate = int(soundfile.info(source).samplerate)
