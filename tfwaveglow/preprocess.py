@@ -53,7 +53,9 @@ __all__ = [
     "params_hash",
     "preprocess_corpus",
     "process_file",
+    "save_mel",
     "split_ids",
+    "summarize",
 ]
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
