@@ -267,8 +267,7 @@ def test_saved_model_cli_lists_the_signatures(exported):
     assert {"serving_default", "synthesize", "synthesize_from_latent"} <= set(blocks)
 
     def tensors(block, section):
-        part = block.split(f"{section}:")[1].split("outputs:" if section == "inputs" else "Method name")[0]
-        found = re.findall(r"\['(\w+)'\] tensor_info:\s+dtype: (\w+)\s+shape: \(([-\d, ]*)\)", part)
+        found = re.findall(rf"{section}\['(\w+)'\] tensor_info:\s+dtype: (\w+)\s+shape: \(([-\d, ]*)\)", block)
         return {name: (dtype, shape.replace(" ", "")) for name, dtype, shape in found}
 
     assert tensors(blocks["serving_default"], "inputs") == {"mel": ("DT_FLOAT", "-1,-1,-1")}
