@@ -115,7 +115,11 @@ def main(argv) -> int:
     from tfwaveglow import audio
     from tfwaveglow.synthesis import Synthesizer, load_engine
 
-    engine = load_engine(FLAGS.model)
+    try:
+        engine = load_engine(FLAGS.model)
+    except (OSError, ValueError) as e:  # missing files, ModelLoadError, ConfigError
+        print(f"cannot load the model: {e}", file=sys.stderr)
+        return 2
     synthesizer = Synthesizer(engine, window_frames=FLAGS.window_frames, batch_size=FLAGS.batch_size)
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     outputs = output_paths(inputs, FLAGS.output_dir)

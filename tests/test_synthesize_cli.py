@@ -161,6 +161,7 @@ def test_training_run_directory_with_denoiser(tmp_path):
         ([], "nothing to synthesise"),
         (["--mel=x.npy", "--batch_size=0"], "--batch_size must be >= 1"),
         (["--mel=x.npy", "--sigma=-1"], "must be >= 0"),
+        (["--mel=x.npy", "--model=/no/such/model"], "cannot load the model: no model at /no/such/model"),
     ],
 )
 def test_usage_errors(tmp_path, args, message):

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 
 import tensorflow as tf
@@ -304,19 +305,24 @@ def define_flags() -> None:
     flags.mark_flags_as_required(["model", "output"])
 
 
-def main(argv) -> None:
+def main(argv) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    model, params = load_model_and_params(FLAGS.model)
-    path = export_saved_model(
-        model,
-        params,
-        FLAGS.output,
-        sigma=FLAGS.sigma,
-        denoiser_strength=FLAGS.denoiser_strength,
-        overwrite=FLAGS.overwrite,
-    )
+    try:
+        model, params = load_model_and_params(FLAGS.model)
+        path = export_saved_model(
+            model,
+            params,
+            FLAGS.output,
+            sigma=FLAGS.sigma,
+            denoiser_strength=FLAGS.denoiser_strength,
+            overwrite=FLAGS.overwrite,
+        )
+    except (OSError, ValueError) as e:  # missing files, ModelLoadError, ConfigError, a bad --output
+        print(f"export failed: {e}", file=sys.stderr)
+        return 1
     print(f"exported {FLAGS.model} to {path} (signatures: {', '.join(SIGNATURES)})")
+    return 0
 
 
 if __name__ == "__main__":

@@ -33,7 +33,9 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from tfwaveglow.config import load_params
 from tfwaveglow.denoiser import Denoiser, denoise_in_blocks
+from tfwaveglow.model_io import PARAMS_FILE, load_model
 
 __all__ = [
     "LATENT_SEED_STREAM",
@@ -233,8 +235,8 @@ class ModelEngine:
 
     def infer(self, mel, z, sigma) -> np.ndarray:
         """``mel [B, F, n_mel]``, ``z [B, F * hop / g, g]``, ``sigma [B]`` -> ``[B, F * hop]``."""
-        # Eager on purpose: one coupling's conditioning (2 C L channels per
-        # group step) is alive at a time, where a graph may compute them all early.
+        # Eager: a window's ops are large (thousands of group steps each), and
+        # each coupling's conditioning is freed before the next is computed.
         return self.model.infer(tf.constant(mel), tf.constant(sigma), z=tf.constant(z)).numpy()
 
     @property
@@ -257,11 +259,9 @@ class SavedModelEngine:
     """
 
     def __init__(self, path: str):
-        from tfwaveglow.config import load_params
-
         self.path = path
         self.loaded = tf.saved_model.load(path)
-        params_path = os.path.join(path, "assets", "params.yaml")
+        params_path = os.path.join(path, "assets", PARAMS_FILE)
         if not os.path.isfile(params_path):
             raise FileNotFoundError(f"{path}: a SavedModel without assets/params.yaml (not exported by tfwaveglow)")
         self.params = load_params(params_path)
@@ -303,9 +303,6 @@ def load_model_and_params(path: str | os.PathLike):
     The model comes from :func:`tfwaveglow.load_model` (weight norm folded);
     the params are the ``params.yaml`` it read.
     """
-    from tfwaveglow.config import load_params
-    from tfwaveglow.model_io import PARAMS_FILE, load_model
-
     path = os.fspath(path)
     model = load_model(path)
     for directory in (path, os.path.dirname(path), os.path.dirname(os.path.dirname(path))):
