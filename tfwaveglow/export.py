@@ -91,7 +91,6 @@ class WaveGlowServingModule(tf.Module):
         self._denoise_min_frames = a.filter_length // 2 // self._hop + 1
 
         mel_spec = tf.TensorSpec([None, None, None], tf.float32, name="mel")
-        batch_spec = tf.TensorSpec([None], tf.float32)
         self.serving_default = tf.function(self._serving_default, input_signature=[mel_spec])
         self.synthesize = tf.function(
             self._synthesize,
@@ -112,7 +111,11 @@ class WaveGlowServingModule(tf.Module):
             ],
         )
         self.denoise = tf.function(
-            self._denoise, input_signature=[tf.TensorSpec([None, None], tf.float32, name="audio"), batch_spec]
+            self._denoise,
+            input_signature=[
+                tf.TensorSpec([None, None], tf.float32, name="audio"),
+                tf.TensorSpec([None], tf.float32, name="strength"),
+            ],
         )
 
     @property
