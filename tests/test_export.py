@@ -17,7 +17,7 @@ from synth_helpers import HOP, N_GROUP, N_MEL, librosa_denoise, random_mel, refe
 
 import tfwaveglow
 from tfwaveglow.denoiser import BIAS_MEL_FRAMES
-from tfwaveglow.export import export_saved_model
+from tfwaveglow.export import WaveGlowServingModule, export_saved_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N_FFT, WIN = 256, 256  # the tiny params' STFT
@@ -38,7 +38,6 @@ FRESH_PROCESS_SCRIPT = textwrap.dedent(
     inputs = dict(np.load(sys.argv[1]))
     results, errors = {}, {}
     main = tf.saved_model.load(sys.argv[2])
-    fixed = tf.saved_model.load(sys.argv[3])
     sig = main.signatures
     results["variables"] = np.array(len(main.model_variables))
     for i, v in enumerate(main.model_variables):
@@ -55,9 +54,7 @@ FRESH_PROCESS_SCRIPT = textwrap.dedent(
     alone = {k: v[1:2] for k, v in args.items()}
     alone["mel"] = alone["mel"][:, : int(inputs["lengths"][1])]
     results["synth_alone"] = sig["synthesize"](**alone)["audio"].numpy()
-    results["serving_1"] = sig["serving_default"](mel=inputs["mel"])["audio"].numpy()
-    results["serving_2"] = sig["serving_default"](mel=inputs["mel"])["audio"].numpy()
-    results["serving_fixed"] = fixed.signatures["serving_default"](mel=inputs["mel"])["audio"].numpy()
+    results["serving"] = sig["serving_default"](mel=inputs["mel"])["audio"].numpy()
 
     mel = inputs["mel"]
     nan_mel = mel.copy(); nan_mel[0, 3, 5] = np.nan
@@ -92,8 +89,8 @@ FRESH_PROCESS_SCRIPT = textwrap.dedent(
     call("synthesize_from_latent/z_nan", sig["synthesize_from_latent"], mel=mel, z=inputs["z"] * np.nan,
          sigma=inputs["sigma"])
     call("serving_default/rank", sig["serving_default"], mel=mel[0])
-    np.savez(sys.argv[4], **results)
-    with open(sys.argv[5], "w") as f:
+    np.savez(sys.argv[3], **results)
+    with open(sys.argv[4], "w") as f:
         json.dump(errors, f)
     """
 )
@@ -108,7 +105,7 @@ def run(cmd, **kwargs):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """A training run (weight-norm checkpoint) exported by the CLI, plus a second export with sigma 0."""
+    """A training run (weight-norm checkpoint) exported by the CLI; serving_default fixed at sigma 0, strength 0.5."""
     tmp = tmp_path_factory.mktemp("export")
     params = tiny_params()
     model = tiny_model(seed=11, weight_norm=True)
@@ -120,10 +117,13 @@ def exported(tmp_path_factory):
     assert not folded.weight_norm
 
     base = tmp / "export" / "waveglow"
-    proc = run([sys.executable, "-m", "tfwaveglow.export", f"--model={run_dir}", f"--output={base / '1'}"], cwd=ROOT)
+    proc = run(
+        [sys.executable, "-m", "tfwaveglow.export", f"--model={run_dir}", f"--output={base / '1'}", "--sigma=0",
+         "--denoiser_strength=0.5"],
+        cwd=ROOT,
+    )  # fmt: skip
     assert "synthesize_from_latent" in proc.stdout
-    fixed = export_saved_model(folded, params, tmp / "fixed" / "waveglow" / "1", sigma=0.0, denoiser_strength=0.5)
-    return {"tmp": tmp, "params": params, "model": folded, "base": base, "path": str(base / "1"), "fixed": fixed}
+    return {"tmp": tmp, "params": params, "model": folded, "base": base, "path": str(base / "1")}
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +159,6 @@ def fresh_results(exported):
             str(script),
             str(tmp / "inputs.npz"),
             exported["path"],
-            exported["fixed"],
             str(tmp / "results.npz"),
             str(tmp / "errors.json"),
         ],
@@ -212,18 +211,26 @@ def test_synthesize_uses_each_items_seed_length_sigma_and_denoiser(exported, fre
     np.testing.assert_allclose(results["synth_alone"][0], results["synth_audio"][1, : lengths[1] * HOP], atol=1e-6)
 
 
-def test_serving_default_fixed_sigma_and_strength_fresh_noise(exported, fresh_results):
+def test_serving_default_uses_the_sigma_and_strength_fixed_at_export(exported, fresh_results):
     inputs, results, _ = fresh_results
     model = exported["model"]
-    one, two = results["serving_1"], results["serving_2"]
-    assert one.shape == two.shape == (2, 12 * HOP)
-    assert np.all(np.abs(one) <= 1.0)
-    assert np.max(np.abs(one - two)) > 1e-2  # fresh noise per call
-    # The second export fixed sigma 0 (no noise) and denoiser strength 0.5.
+    assert results["serving"].shape == (2, 12 * HOP)
+    # Exported with --sigma=0 (the latent has no effect) and --denoiser_strength=0.5.
     expected = model.infer(inputs["mel"], 0.0, z=np.zeros_like(inputs["z"])).numpy()
     bias = bias_audio(model)
     expected = np.stack([librosa_denoise(a, bias, 0.5, N_FFT, HOP, WIN) for a in expected])
-    np.testing.assert_allclose(results["serving_fixed"], np.clip(expected, -1, 1), atol=1e-5, rtol=0)
+    assert np.max(np.abs(expected)) > 0.05
+    np.testing.assert_allclose(results["serving"], np.clip(expected, -1, 1), atol=1e-5, rtol=0)
+
+
+def test_serving_default_draws_fresh_noise_per_call(exported, tmp_path):
+    params_path = tmp_path / "params.yaml"
+    tfwaveglow.save_params(exported["params"], str(params_path))
+    module = WaveGlowServingModule(exported["model"], exported["params"], str(params_path), sigma=0.6)
+    mel = random_mel(np.random.default_rng(14), 10)[None]
+    one, two = (module.serving_default(tf.constant(mel))["audio"].numpy() for _ in range(2))
+    assert one.shape == (1, 10 * HOP) and np.all(np.abs(one) <= 1.0)
+    assert np.max(np.abs(one - two)) > 1e-2
 
 
 @pytest.mark.parametrize(
