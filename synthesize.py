@@ -120,7 +120,10 @@ def main(argv) -> int:
     except (OSError, ValueError) as e:  # missing files, ModelLoadError, ConfigError
         print(f"cannot load the model: {e}", file=sys.stderr)
         return 2
-    synthesizer = Synthesizer(engine, window_frames=FLAGS.window_frames, batch_size=FLAGS.batch_size)
+    try:
+        synthesizer = Synthesizer(engine, window_frames=FLAGS.window_frames, batch_size=FLAGS.batch_size)
+    except ValueError as e:  # a window no larger than the model's context
+        raise app.UsageError(f"--window_frames: {e}") from None
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     outputs = output_paths(inputs, FLAGS.output_dir)
 
