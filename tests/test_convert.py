@@ -117,6 +117,29 @@ def test_weights_written_equal_the_folded_reference_weights(reference, state_dic
     assert len(ours) == 2 + 4 * (1 + 7 * 2)  # upsample; per flow W and kernel + bias of 7 convs
 
 
+def test_other_containers_half_precision_and_data_parallel_module(reference, tmp_path):
+    state = reference.state_dict()
+    path = save_state({"model": state, "iteration": 5}, tmp_path / "model_sd.pt")
+    ckpt = read_checkpoint(path)
+    assert ckpt.form == "{'model': state_dict}" and ckpt.metadata == {"iteration": 5}
+    assert set(ckpt.tensors) == set(state)
+
+    path = save_state({k: v.half() for k, v in state.items()}, tmp_path / "half.pt")
+    ckpt = read_checkpoint(path)
+    weight = ckpt.tensors["WN.0.start.weight_v"]
+    assert weight.dtype == np.float32
+    np.testing.assert_array_equal(weight, state["WN.0.start.weight_v"].half().float().numpy())
+
+    path = save_state({"model": torch.nn.DataParallel(reference), "iteration": 9}, tmp_path / "dp.pt")
+    result = convert_checkpoint(path, check_layers=False)
+    assert (
+        result.report.data_parallel_prefix
+        and result.report.model_class == "torch.nn.parallel.data_parallel.DataParallel"
+    )
+    assert result.report.upsample_stride_from == "read from the pickled model"
+    assert result.report.keys_mapped == len(state)
+
+
 def test_fold_weight_norm_matches_pytorch():
     rng = np.random.default_rng(0)
     v = rng.standard_normal((6, 4, 3)).astype(np.float32)

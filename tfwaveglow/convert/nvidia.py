@@ -99,7 +99,9 @@ def _stand_in_class(module: str, name: str):
     if key not in _STAND_IN_CLASSES:
         torch = _torch()
 
-        def __init__(self, *args, **kwargs):  # noqa: N807 - only reached for REDUCE, never with NVIDIA's files
+        def __init__(self, *args, **kwargs):
+            # Reached only when a file calls a name that is not allowed (pickle's REDUCE):
+            # the arguments are kept and nothing runs.
             torch.nn.Module.__init__(self)
             self.__dict__["_stand_in_args"] = (args, kwargs)
 
