@@ -60,7 +60,6 @@ METRICS = ("log_mel_distance", "mcd", "pesq_wb", "stoi")
 METRIC_LABELS = {"log_mel_distance": "log-mel dist.", "mcd": "MCD (dB)", "pesq_wb": "PESQ-WB", "stoi": "STOI"}
 JSON_NAME = "evaluation.json"
 MARKDOWN_NAME = "evaluation.md"
-_PARAMS_FILE = "params.yaml"
 
 
 class EvaluationError(RuntimeError):
@@ -83,21 +82,9 @@ def load_model_and_params(model_path: str, params_path: str | None = None):
       FileNotFoundError: no model, or no params file, at the path.
       tfwaveglow.ModelLoadError: the weights do not fit the params.
     """
-    from tfwaveglow.model_io import load_model
+    from tfwaveglow.model_io import load_model_and_params
 
-    if params_path is None:
-        # The same places load_model looks: the path itself, then up to two parents (run dir / checkpoints / prefix).
-        for directory in (model_path, os.path.dirname(model_path), os.path.dirname(os.path.dirname(model_path))):
-            candidate = os.path.join(directory, _PARAMS_FILE)
-            if directory and os.path.isfile(candidate):
-                params_path = candidate
-                break
-        else:
-            if not os.path.exists(model_path):
-                raise FileNotFoundError(f"no model at {model_path}")
-            raise FileNotFoundError(f"{model_path}: no {_PARAMS_FILE} beside the model weights")
-    params = load_params(params_path)
-    return load_model(model_path, params=params), params
+    return load_model_and_params(model_path, params=load_params(params_path) if params_path else None)
 
 
 def score(reference, degraded, audio_params) -> tuple[dict, dict]:
