@@ -42,7 +42,8 @@ from absl import app, flags
 
 from tfwaveglow.config import Params, save_params
 from tfwaveglow.denoiser import Denoiser
-from tfwaveglow.synthesis import context_frames, draw_latent, load_model_and_params
+from tfwaveglow.model_io import load_model_and_params
+from tfwaveglow.synthesis import context_frames, draw_latent
 
 __all__ = ["SIGNATURES", "WaveGlowServingModule", "export_saved_model", "main"]
 

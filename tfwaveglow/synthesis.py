@@ -35,7 +35,7 @@ import tensorflow as tf
 
 from tfwaveglow.config import load_params
 from tfwaveglow.denoiser import Denoiser, denoise_in_blocks
-from tfwaveglow.model_io import PARAMS_FILE, load_model
+from tfwaveglow.model_io import PARAMS_FILE, load_model_and_params
 
 __all__ = [
     "LATENT_SEED_STREAM",
@@ -47,7 +47,6 @@ __all__ = [
     "context_frames",
     "draw_latent",
     "load_engine",
-    "load_model_and_params",
     "mel_from_array",
     "plan_windows",
     "read_mel",
@@ -295,20 +294,6 @@ def find_saved_model(path: str) -> str | None:
         if versions:
             return os.path.join(path, str(max(versions)))
     return None
-
-
-def load_model_and_params(path: str | os.PathLike):
-    """``(model, params)`` from an inference model directory, a training run directory or a checkpoint prefix.
-
-    The model comes from :func:`tfwaveglow.load_model` (weight norm folded);
-    the params are the ``params.yaml`` it read.
-    """
-    path = os.fspath(path)
-    model = load_model(path)
-    for directory in (path, os.path.dirname(path), os.path.dirname(os.path.dirname(path))):
-        if directory and os.path.isfile(os.path.join(directory, PARAMS_FILE)):
-            return model, load_params(os.path.join(directory, PARAMS_FILE))
-    raise FileNotFoundError(f"{path}: no {PARAMS_FILE} beside the model")
 
 
 def load_engine(path: str | os.PathLike):
