@@ -94,6 +94,11 @@ class WaveGlow(keras.Model):
                 )
             )
         self.n_remaining_channels = remaining
+        # tf.train.Checkpoint does not follow Keras' tracked lists: name each flow step as an
+        # attribute too, so checkpoints hold them under stable names (convinv_0, coupling_0, ...).
+        for k in range(self.n_flows):
+            setattr(self, f"convinv_{k}", self.convinv[k])
+            setattr(self, f"coupling_{k}", self.couplings[k])
         self.build(None)
 
     @classmethod
@@ -237,7 +242,8 @@ class WaveGlow(keras.Model):
           sigma: scalar or ``[B]``: the latent's standard deviation.
           z: optional standard-normal latent ``[B, F * hop / g, g]`` in
             forward's layout; it is scaled by ``sigma`` here. Drawn when None.
-          seed: optional int seed for the drawn latent.
+          seed: optional int seed: the drawn latent is then a pure function of
+            (seed, shape) (stateless RNG); without it a fresh latent is drawn.
 
         Returns:
           ``[B, F * hop]`` audio (NVIDIA drops the upsampler's last
@@ -246,8 +252,11 @@ class WaveGlow(keras.Model):
         mel = self._check_mel(mel)
         batch, frames = tf.shape(mel)[0], tf.shape(mel)[1]
         samples = frames * self.hop_length
-        if z is None:
-            z = tf.random.normal(self.latent_shape(mel), seed=seed, dtype=mel.dtype)
+        if z is None and seed is None:
+            z = tf.random.normal(self.latent_shape(mel), dtype=mel.dtype)
+        elif z is None:
+            seed_pair = tf.stack([tf.cast(seed, tf.int64), tf.constant(0, tf.int64)])
+            z = tf.random.stateless_normal(self.latent_shape(mel), seed=seed_pair, dtype=mel.dtype)
         else:
             z = tf.convert_to_tensor(z, dtype=mel.dtype)
             self._check_latent(mel, z)

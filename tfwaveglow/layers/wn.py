@@ -65,6 +65,11 @@ class WN(keras.layers.Layer):
             for i in range(self.n_layers)
         ]
         self.end = PointwiseConv(c, 2 * self.in_channels, zero_init=True, name="end")
+        # Attributes as well as lists, so tf.train.Checkpoint (which does not follow Keras'
+        # tracked lists) saves every layer.
+        for i in range(self.n_layers):
+            setattr(self, f"in_layers_{i}", self.in_layers[i])
+            setattr(self, f"res_skip_layers_{i}", self.res_skip_layers[i])
 
     def build(self, input_shape=None):
         for layer in [self.start, self.cond_layer, *self.in_layers, *self.res_skip_layers, self.end]:
