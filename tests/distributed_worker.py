@@ -1,12 +1,12 @@
 """A training process for the distribution tests (run as a script by tests/test_training.py).
 
-    python tests/distributed_worker.py mirrored OUT_DIR
-        Two logical CPU devices: trains the tiny model 4 steps with MirroredStrategy and
-        with the default strategy from the same weights; writes weights_{initial,mirrored,default}.npz.
-    TF_CONFIG=... python tests/distributed_worker.py multi_worker OUT_DIR
-        One worker of a MultiWorkerMirroredStrategy cluster: trains 4 steps into
-        OUT_DIR/run_multi_worker and writes weights_worker<index>.npz; worker 0 then
-        trains the same steps on one device and writes weights_single.npz.
+python tests/distributed_worker.py mirrored OUT_DIR
+    Two logical CPU devices: trains the tiny model 4 steps with MirroredStrategy and
+    with the default strategy from the same weights; writes weights_{initial,mirrored,default}.npz.
+TF_CONFIG=... python tests/distributed_worker.py multi_worker OUT_DIR
+    One worker of a MultiWorkerMirroredStrategy cluster: trains 4 steps into
+    OUT_DIR/run_multi_worker and writes weights_worker<index>.npz; worker 0 then
+    trains the same steps on one device and writes weights_single.npz.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def main(mode: str, out_dir: str) -> None:
 
     params = tt.tiny_params(train__deterministic=True, train__checkpoint_every=STEPS)
     mel, audio = tt.clips(12)
-    dataset_fn = tt.epoch_dataset_fn(mel, audio)
+    dataset_fn = tt.stream_fn(mel, audio)
     print("replicas", strategy.num_replicas_in_sync, flush=True)
 
     if mode == "mirrored":

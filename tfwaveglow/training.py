@@ -13,12 +13,12 @@ A run directory holds
 - ``train/``, ``valid/``: TensorBoard event files; ``metrics.csv``: the same
   scalars as text.
 
-The data position is a function of the step: epoch ``e`` reads
-``dataset_fn(e)`` (seeded with ``train.seed + e`` by :func:`train`), so a
-resumed run rebuilds epoch ``step // batches_per_epoch`` and skips the batches
-of that epoch it has already seen. With ``train.deterministic`` (op
-determinism, deterministic input order) a resumed run repeats an unbroken one
-exactly.
+The data position is a function of the step: the training stream is a pure
+function of ``(train.seed, batch index)`` (:func:`tfwaveglow.data.make_dataset`),
+and a run resumed at step ``k`` opens it at batch ``k`` (``skip_batches=k``,
+which costs nothing), so no iterator state is checkpointed. With
+``train.deterministic`` (op determinism, deterministic input order) a resumed
+run repeats an unbroken one exactly.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ import time
 from collections.abc import Callable
 
 import keras
-import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -357,7 +356,10 @@ class Trainer:
         self._eval_spec = None
         self._global_batch = None
         self._folded = None
-        self._jit_loss_and_grads = tf.function(self._loss_and_grads, jit_compile=True) if t.jit_compile else None
+        # autograph=False: the steps branch with tf.cond explicitly, and tracing is much faster.
+        self._jit_loss_and_grads = (
+            tf.function(self._loss_and_grads, jit_compile=True, autograph=False) if t.jit_compile else None
+        )
         self._writers = None
 
     # ---------------------------------------------------------------- state
@@ -481,11 +483,12 @@ class Trainer:
             grads = [g / scale for g in grads]
         grad_norm = tf.linalg.global_norm(grads)
         grads_finite = tf.math.is_finite(grad_norm)
-        loss_finite = tf.logical_and(tf.math.is_finite(terms["loss/total"]), tf.equal(bad_batches, 0.0))
+        inputs_finite = tf.equal(bad_batches, 0.0)
+        loss_finite = tf.logical_and(tf.math.is_finite(terms["loss/total"]), inputs_finite)
         clip = self.params.train.grad_clip_norm
         if clip > 0:
             grads, _ = tf.clip_by_global_norm(grads, clip, use_norm=grad_norm)
-        return grads, terms, grad_norm, loss_finite, grads_finite
+        return grads, terms, grad_norm, inputs_finite, loss_finite, grads_finite
 
     def _apply_gradients(self, grads):
         self.optimizer.apply(grads, self.model.trainable_variables)
@@ -494,14 +497,17 @@ class Trainer:
         self.trace_count += 1
         mel, audio = batch
         strategy = self.strategy
-        grads, terms, grad_norm, loss_finite, grads_finite = strategy.run(self._replica_step, args=(mel, audio))
+        grads, terms, grad_norm, inputs_finite, loss_finite, grads_finite = strategy.run(
+            self._replica_step, args=(mel, audio)
+        )
 
         # Every replica computed these from the same all-reduced values.
         def first(value):
             return strategy.experimental_local_results(value)[0]
 
         terms = {k: first(v) for k, v in terms.items()}
-        grad_norm, loss_finite, grads_finite = first(grad_norm), first(loss_finite), first(grads_finite)
+        grad_norm, inputs_finite = first(grad_norm), first(inputs_finite)
+        loss_finite, grads_finite = first(loss_finite), first(grads_finite)
         learning_rate = self.optimizer.learning_rate
         finite = tf.logical_and(loss_finite, grads_finite)
 
@@ -527,6 +533,7 @@ class Trainer:
             "learning_rate": learning_rate,
             "loss_scale": tf.convert_to_tensor(self.loss_scale.scale),
             "applied": applied,
+            "inputs_finite": inputs_finite,
             "loss_finite": loss_finite,
             "grads_finite": grads_finite,
             "overflow": overflow,
@@ -546,7 +553,7 @@ class Trainer:
         if self._train_step is None:
             spec = _element_spec(batch)
             self._train_spec = spec
-            self._train_step = tf.function(self._step_fn, input_signature=[spec])
+            self._train_step = tf.function(self._step_fn, input_signature=[spec], autograph=False)
         return {k: v.numpy() for k, v in self._train_step(batch).items()}
 
     def _eval_fn(self, mel, audio):
@@ -558,7 +565,7 @@ class Trainer:
         """Mean loss terms over a finite dataset of ``(mel, audio)`` batches (this process only)."""
         if self._eval_step is None:
             self._eval_spec = dataset.element_spec
-            self._eval_step = tf.function(self._eval_fn, input_signature=list(dataset.element_spec))
+            self._eval_step = tf.function(self._eval_fn, input_signature=list(dataset.element_spec), autograph=False)
         sums, batches = {}, 0
         for mel, audio in dataset:
             for key, value in self._eval_step(mel, audio).items():
@@ -578,10 +585,11 @@ class Trainer:
         """Trains until ``steps`` (default ``train.steps``), resuming at ``self.step``.
 
         Args:
-          dataset_fn: ``epoch -> tf.data.Dataset`` of global batches
-            ``(mel [B, F, n_mel], audio [B, S])`` with static shapes; every
-            epoch must hold the same number of batches (or be infinite: then
-            it is one endless epoch 0 and a resume skips ``step`` batches).
+          dataset_fn: ``start_step -> tf.data.Dataset``: the global batches
+            ``(mel [B, F, n_mel], audio [B, S])`` (static shapes) that an
+            uninterrupted run would train on from step ``start_step`` on, at
+            least up to ``steps`` (e.g. :func:`tfwaveglow.data.make_dataset`
+            with ``repeat=True, skip_batches=start_step``).
           valid_dataset: finite batches for validation NLL and audio summaries.
           steps: total steps to reach.
 
@@ -599,80 +607,65 @@ class Trainer:
         if step >= steps:
             logging.info("step %d already reached (train.steps %d)", step, steps)
             return self._summary({}, {})
-        first = dataset_fn(0)
-        self._global_batch = _global_batch(first, self.strategy)
-        batches_per_epoch = _batches_per_epoch(first)
+        dataset = dataset_fn(step)
+        self._global_batch = _global_batch(dataset, self.strategy)
+        iterator = iter(self.strategy.experimental_distribute_dataset(_shard_by_data(dataset)))
         writers = self._summary_writers()
         meter, consecutive, last_train, last_valid = _Meter(), 0, {}, {}
-        start_step, start_time = step, time.perf_counter()
         samples_per_step = self._global_batch
         logging.info(
-            "training from step %d to %d: global batch %d on %d replica(s), %s epochs",
+            "training from step %d to %d: global batch %d on %d replica(s)",
             step,
             steps,
             self._global_batch,
             self.strategy.num_replicas_in_sync,
-            "endless" if batches_per_epoch is None else f"{batches_per_epoch}-batch",
         )
         while step < steps:
-            epoch, offset = (0, step) if batches_per_epoch is None else divmod(step, batches_per_epoch)
-            dataset = first if epoch == 0 else dataset_fn(epoch)
-            first = None  # only epoch 0 reuses the probe dataset
-            if offset:
-                dataset = dataset.skip(offset)
-            iterator = iter(self.strategy.experimental_distribute_dataset(_shard_by_data(dataset)))
-            remaining = steps - step if batches_per_epoch is None else min(batches_per_epoch - offset, steps - step)
-            for _ in range(remaining):
-                tick = time.perf_counter()
-                try:
-                    batch = next(iterator)
-                except StopIteration:
-                    raise ValueError(
-                        f"epoch {epoch} ended after {step - epoch * (batches_per_epoch or 0)} batches; "
-                        f"every epoch must hold {batches_per_epoch} (dataset_fn(0) did)"
-                    ) from None
-                result = self.train_step(batch)
-                step += 1
-                finite = bool(result["applied"])
-                scalars = {**{k: result[k] for k in LOSS_TERMS}, "grad_norm": result["grad_norm"]}
-                meter.add(scalars, time.perf_counter() - tick, finite)
-                if finite or bool(result["overflow"]):
-                    consecutive = 0
-                    if bool(result["overflow"]):
-                        logging.info(
-                            "step %d: loss-scale overflow, step skipped; scale now %g", step, result["loss_scale"]
-                        )
-                else:
-                    consecutive += 1
-                    self._report_nonfinite(step, result, consecutive)
-                    if consecutive >= t.max_consecutive_nonfinite:
-                        self._flush(writers)
-                        raise NonFiniteTrainingError(
-                            f"stopped at step {step}: {consecutive} non-finite steps in a row "
-                            f"(train.max_consecutive_nonfinite = {t.max_consecutive_nonfinite}); the last good "
-                            f"checkpoint is {self.manager.latest_checkpoint or 'none (no checkpoint was written)'}"
-                        )
-                if step % t.summary_every == 0 or step % t.log_every == 0:
-                    rate = meter.steps_per_sec()
-                    means = meter.means()
-                    if step % t.log_every == 0:
-                        self._log_progress(step, steps, means, rate, samples_per_step, start_step, start_time)
-                    if step % t.summary_every == 0 and means:
+            tick = time.perf_counter()
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                raise ValueError(f"the training data ran out at step {step}, before step {steps}") from None
+            result = self.train_step(batch)
+            step += 1
+            finite = bool(result["applied"])
+            scalars = {**{k: result[k] for k in LOSS_TERMS}, "grad_norm": result["grad_norm"]}
+            meter.add(scalars, time.perf_counter() - tick, finite)
+            if finite or bool(result["overflow"]):
+                consecutive = 0
+                if bool(result["overflow"]):
+                    logging.info("step %d: loss-scale overflow, step skipped; scale now %g", step, result["loss_scale"])
+            else:
+                consecutive += 1
+                self._report_nonfinite(step, result, consecutive)
+                if consecutive >= t.max_consecutive_nonfinite:
+                    self._flush(writers)
+                    raise NonFiniteTrainingError(
+                        f"stopped at step {step}: {consecutive} non-finite steps in a row "
+                        f"(train.max_consecutive_nonfinite = {t.max_consecutive_nonfinite}); the last good "
+                        f"checkpoint is {self.manager.latest_checkpoint or 'none (no checkpoint was written)'}"
+                    )
+            if step % t.summary_every == 0 or step % t.log_every == 0:
+                rate, means = meter.steps_per_sec(), meter.means()
+                if step % t.log_every == 0:
+                    self._log_progress(step, steps, means, rate, samples_per_step)
+                if step % t.summary_every == 0:
+                    if means:
                         self._write_train_summaries(writers, step, means, result, rate, samples_per_step)
-                    if step % t.summary_every == 0:
-                        last_train, meter = means, _Meter()
-                if valid_dataset is not None and self.chief:
-                    if step % t.validate_every == 0:
-                        last_valid = self.evaluate(valid_dataset)
-                        self._write_valid_summaries(writers, step, last_valid)
-                    if step % t.audio_summary_every == 0:
-                        self.write_audio_summaries(writers["valid"], step, valid_dataset)
-                if step % t.checkpoint_every == 0:
-                    self.save()
+                    last_train, meter = means, _Meter()
+            if valid_dataset is not None and self.chief:
+                if step % t.validate_every == 0:
+                    last_valid = self.evaluate(valid_dataset)
+                    self._write_valid_summaries(writers, step, last_valid)
+                if step % t.audio_summary_every == 0:
+                    self.write_audio_summaries(writers["valid"], step, valid_dataset)
+            # Not in the middle of a non-finite streak: the last good checkpoint stays the latest.
+            if step % t.checkpoint_every == 0 and consecutive == 0:
+                self.save()
         if valid_dataset is not None and self.chief and step % t.validate_every != 0:
             last_valid = self.evaluate(valid_dataset)
             self._write_valid_summaries(writers, step, last_valid)
-        if _checkpoint_step(self.manager.latest_checkpoint) != step:
+        if _checkpoint_step(self.manager.latest_checkpoint) != step and consecutive == 0:
             self.save()
         self._flush(writers)
         return self._summary(meter.means() or last_train, last_valid)
@@ -687,8 +680,10 @@ class Trainer:
         }
 
     def _report_nonfinite(self, step: int, result: dict, consecutive: int) -> None:
-        if not result["loss_finite"]:
-            why = f"non-finite loss or input batch (loss {result['loss/total']})"
+        if not result["inputs_finite"]:
+            why = "NaN or Inf in the input batch"
+        elif not result["loss_finite"]:
+            why = f"non-finite loss ({result['loss/total']})"
         else:
             why = f"non-finite gradient (norm {result['grad_norm']})"
         logging.warning(
@@ -699,7 +694,7 @@ class Trainer:
             int(self.nonfinite_steps.numpy()),
         )
 
-    def _log_progress(self, step, steps, means, rate, samples_per_step, start_step, start_time) -> None:
+    def _log_progress(self, step, steps, means, rate, samples_per_step) -> None:
         loss = means.get("loss/total", float("nan"))
         eta = (steps - step) / rate if rate > 0 else float("inf")
         logging.info(
@@ -782,28 +777,24 @@ class Trainer:
     def write_audio_summaries(self, writer, step: int, valid_dataset: tf.data.Dataset) -> None:
         """Validation audio at ``export.sigma`` beside the ground truth, with mel images.
 
-        The first batch of ``valid_dataset`` (up to two clips) is synthesised
-        from its mel with a latent seeded by ``step``; each clip's image puts
-        the mel of the synthesised audio beside the ground-truth mel.
+        The first two validation batches (whole utterances with
+        :func:`tfwaveglow.data.make_validation_dataset`) are synthesised from
+        their mels with a latent seeded by ``step``; each image puts the mel of
+        the synthesised audio (left) beside the ground-truth mel (right).
         """
         from tfwaveglow.audio import mel_spectrogram_tf
 
-        mel, audio = next(iter(valid_dataset.take(1)))
-        mel, audio = mel[:AUDIO_SUMMARY_CLIPS], audio[:AUDIO_SUMMARY_CLIPS]
         model = self.inference_model()
-        z = tf.random.stateless_normal(model.latent_shape(mel), seed=[step, 0], dtype=self.compute_dtype)
-        generated = model.infer(tf.cast(mel, self.compute_dtype), sigma=self.params.export.sigma, z=z)
-        generated = tf.cast(generated[:, : audio.shape[1]], tf.float32)
-        generated_mel = mel_spectrogram_tf(tf.clip_by_value(generated, -1.0, 1.0), self.params.audio)
         sr = self.params.audio.sampling_rate
         with writer.as_default(step=step):
-            tf.summary.audio("audio/generated", generated[:, :, None], sr, max_outputs=AUDIO_SUMMARY_CLIPS)
-            tf.summary.audio("audio/ground_truth", audio[:, :, None], sr, max_outputs=AUDIO_SUMMARY_CLIPS)
-            tf.summary.image(
-                "mel/generated_vs_ground_truth",
-                mel_comparison_image(generated_mel, mel),
-                max_outputs=AUDIO_SUMMARY_CLIPS,
-            )
+            for clip, (mel, audio) in enumerate(valid_dataset.take(AUDIO_SUMMARY_CLIPS)):
+                mel = tf.cast(mel, self.compute_dtype)
+                generated = model.infer(mel, sigma=self.params.export.sigma, seed=step)
+                generated = tf.clip_by_value(tf.cast(generated[:, : audio.shape[1]], tf.float32), -1.0, 1.0)
+                generated_mel = mel_spectrogram_tf(generated, self.params.audio)
+                tf.summary.audio(f"audio_{clip}/generated", generated[:, :, None], sr, max_outputs=1)
+                tf.summary.audio(f"audio_{clip}/ground_truth", audio[:, :, None], sr, max_outputs=1)
+                tf.summary.image(f"mel_{clip}/generated_vs_ground_truth", mel_comparison_image(generated_mel, mel))
         writer.flush()
 
 
@@ -862,19 +853,6 @@ def _global_batch(dataset: tf.data.Dataset, strategy) -> int:
     return batch
 
 
-def _batches_per_epoch(dataset: tf.data.Dataset) -> int | None:
-    """Batches in one epoch; None for an endless dataset. Counted by a pass when unknown."""
-    cardinality = int(dataset.cardinality())
-    if cardinality == int(tf.data.INFINITE_CARDINALITY):
-        return None
-    if cardinality == int(tf.data.UNKNOWN_CARDINALITY):
-        cardinality = int(dataset.reduce(np.int64(0), lambda n, _: n + 1))
-        logging.info("counted %d batches per epoch", cardinality)
-    if cardinality <= 0:
-        raise ValueError("the training dataset yields no batch (fewer clips than the batch size?)")
-    return cardinality
-
-
 def _shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
     """Multi-worker runs split each global batch between workers (element-wise, not by file)."""
     options = tf.data.Options()
@@ -926,40 +904,34 @@ def train(
     from tfwaveglow import data
 
     t = params.train
+    wave_dir, lc_dir = os.fspath(wave_dir), os.fspath(lc_dir)
+    ids = data.read_filelist(os.fspath(filelist))
+    valid_filelist = os.fspath(valid_filelist) if valid_filelist else t.valid_filelist
+    valid_ids = data.read_filelist(valid_filelist) if valid_filelist else None
+    if valid_ids and t.valid_max_clips:
+        valid_ids = valid_ids[: t.valid_max_clips]
+
     trainer = Trainer(params, model_dir, strategy=strategy)
     trainer.restore(init_from)
-    ids = data.read_filelist(os.fspath(filelist))
 
-    def dataset_fn(epoch: int) -> tf.data.Dataset:
+    def dataset_fn(start_step: int) -> tf.data.Dataset:
+        # The stream is fixed by train.seed, so a resumed run reads on where it stopped.
         return data.make_dataset(
             ids,
-            os.fspath(wave_dir),
-            os.fspath(lc_dir),
+            wave_dir,
+            lc_dir,
             params,
             batch_size=t.batch_size,
             training=True,
             deterministic=t.deterministic,
-            seed=t.seed + epoch,
-            repeat=False,
+            seed=t.seed,
+            repeat=True,
+            skip_batches=start_step,
         )
 
-    valid_filelist = os.fspath(valid_filelist) if valid_filelist else t.valid_filelist
     valid_dataset = None
-    if valid_filelist:
-        valid_ids = data.read_filelist(valid_filelist)
-        if t.valid_max_clips:
-            valid_ids = valid_ids[: t.valid_max_clips]
-        valid_dataset = data.make_dataset(
-            valid_ids,
-            os.fspath(wave_dir),
-            os.fspath(lc_dir),
-            params,
-            batch_size=1,
-            training=False,
-            deterministic=True,
-            seed=t.seed,
-            repeat=False,
-        ).cache()
+    if valid_ids:
+        valid_dataset = data.make_validation_dataset(valid_ids, wave_dir, lc_dir, params).cache()
     else:
-        logging.warning("no validation list (train.valid_filelist / --valid_filelist): no validation NLL")
+        logging.warning("no validation list (train.valid_filelist or --valid_filelist): no validation NLL or audio")
     return trainer.fit(dataset_fn, valid_dataset, steps=steps)
