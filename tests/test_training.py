@@ -481,3 +481,119 @@ def test_multi_worker_over_loopback_trains_identical_workers(tmp_path):
     assert not glob.glob(str(run_dir / ".worker_*"))
     loaded = weights_to_arrays(tfwaveglow.load_model(run_dir))
     assert len(loaded) > 0
+
+
+# ----------------------------------------------------------------------------- the CLI on real speech
+SMOKE_PARAMS = """
+model:
+  n_flows: 2
+  n_early_every: 1
+  upsample_kernel_size: 256
+  wn: {n_layers: 2, n_channels: 8}
+data:
+  segment_length: 4096
+train:
+  batch_size: 2
+  steps: 6
+  deterministic: true
+  log_every: 2
+  summary_every: 2
+  checkpoint_every: 3
+  validate_every: 3
+  audio_summary_every: 6
+"""
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, speech_dir):
+    """The shipped speech clips preprocessed into a training corpus (4 train, 2 valid utterances)."""
+    from tfwaveglow import preprocess
+
+    root = tmp_path_factory.mktemp("corpus")
+    preprocess.preprocess_corpus(
+        speech_dir, str(root / "mels"), str(root), tfwaveglow.load_params(None), num_workers=1, progress=False
+    )
+    return root
+
+
+def run_cli(*args, timeout=300):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, "train.py"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_train_cli_smoke_on_real_speech_then_resume(tmp_path, corpus):
+    from tfwaveglow import data
+
+    params_file = tmp_path / "tiny.yaml"
+    params_file.write_text(SMOKE_PARAMS)
+    model_dir = tmp_path / "run"
+    common = [
+        f"--filelist={corpus / 'train.txt'}",
+        f"--wave_dir={corpus / 'audio'}",
+        f"--lc_dir={corpus / 'mels'}",
+        f"--model_dir={model_dir}",
+        f"--valid_filelist={corpus / 'valid.txt'}",
+    ]
+    done = run_cli(*common, f"--params={params_file}")
+    assert done.returncode == 0, done.stderr[-4000:]
+    log = done.stderr
+    assert "step 6/6 | loss" in log and "steps/s" in log and "samples/s" in log and "ETA" in log
+    assert sorted(os.listdir(model_dir / "checkpoints")) == [
+        "checkpoint",
+        "ckpt-3.data-00000-of-00001",
+        "ckpt-3.index",
+        "ckpt-6.data-00000-of-00001",
+        "ckpt-6.index",
+    ]
+    params = tfwaveglow.load_params(model_dir / "params.yaml")
+    assert params == tfwaveglow.load_params(params_file)
+
+    # The run dir loads as a model, and its validation NLL is the one logged at step 6.
+    model = tfwaveglow.load_model(model_dir)
+    nll = [
+        float(tfwaveglow.nll_loss(model.forward(mel, audio)))
+        for mel, audio in data.make_validation_dataset(corpus / "valid.txt", corpus / "audio", corpus / "mels", params)
+    ]
+    valid = read_events(model_dir / "valid")
+    assert [s for s, _ in valid["loss/total"]] == [3, 6]
+    assert valid["loss/total"][-1][1] == pytest.approx(np.mean(nll), rel=1e-4)
+    # Listenable validation audio and mel images, generated beside the ground truth.
+    for clip in (0, 1):
+        for tag in (f"audio_{clip}/generated", f"audio_{clip}/ground_truth", f"mel_{clip}/generated_vs_ground_truth"):
+            assert [s for s, _ in valid[tag]] == [6], tag
+    assert set(read_events(model_dir / "train")) >= {*training.LOSS_TERMS, "train/grad_norm", "train/samples_per_sec"}
+    assert os.path.isfile(model_dir / "inference" / "weights.npz")
+
+    # Running again with more steps resumes from step 6 with the run's own params.
+    more = run_cli(*common, "--params_override=train.steps=8")
+    assert more.returncode == 0, more.stderr[-4000:]
+    assert "resumed from" in more.stderr and "ckpt-6 at step 6" in more.stderr
+    assert "step 8/8 | loss" in more.stderr
+    assert tfwaveglow.load_params(model_dir / "params.yaml").train.steps == 8
+    assert tf.train.latest_checkpoint(model_dir / "checkpoints").endswith("ckpt-8")
+
+    # A bad override is refused with the key named, before any training.
+    bad = run_cli(*common, "--params_override=train.no_such_key=1")
+    assert bad.returncode != 0 and "train.no_such_key" in bad.stderr
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_leaves_readable_checkpoints(tmp_path):
+    """scripts/kill_test.py: 4 SIGKILLs at random moments, each followed by a resume (about a minute)."""
+    done = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", "kill_test.py"), "--rounds=4", f"--work_dir={tmp_path}"],
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    report = json.loads(done.stdout)
+    assert done.returncode == 0 and report["ok"], report
+    latest = [r["latest_step"] or 0 for r in report["rounds"]]
+    assert latest == sorted(latest) and report["final"]["latest_step"] == latest[-1] + 3
