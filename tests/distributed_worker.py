@@ -51,10 +51,15 @@ def main(mode: str, out_dir: str) -> None:
         mirrored.restore()
         mirrored.model.set_weights(single.model.get_weights())
         np.savez(os.path.join(out_dir, "weights_initial.npz"), **weights(single.model))
-        mirrored.fit(dataset_fn, steps=STEPS)
-        single.fit(dataset_fn, steps=STEPS)
+        valid = tf.data.Dataset.from_tensor_slices(tt.clips(2, seed=5)).batch(1)
+        summaries = {
+            "mirrored": mirrored.fit(dataset_fn, valid, steps=STEPS),
+            "default": single.fit(dataset_fn, valid, steps=STEPS),
+        }
         np.savez(os.path.join(out_dir, "weights_mirrored.npz"), **weights(mirrored.model))
         np.savez(os.path.join(out_dir, "weights_default.npz"), **weights(single.model))
+        with open(os.path.join(out_dir, "summaries.json"), "w", encoding="utf-8") as f:
+            json.dump(summaries, f)
         return
 
     index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]

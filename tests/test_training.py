@@ -451,6 +451,11 @@ def test_mirrored_over_two_cpu_devices_matches_one_device(tmp_path):
         np.testing.assert_allclose(mirrored[key], single[key], rtol=1e-5, atol=1e-6, err_msg=key)
         moved += not np.array_equal(single[key], initial[key])
     assert moved > len(single.files) // 2, "training must have changed the weights"
+    with open(tmp_path / "summaries.json", encoding="utf-8") as f:
+        summaries = json.load(f)
+    for key in training.LOSS_TERMS:
+        assert summaries["mirrored"]["valid"][key] == pytest.approx(summaries["default"]["valid"][key], abs=1e-5)
+        assert summaries["mirrored"]["train"][key] == pytest.approx(summaries["default"]["train"][key], abs=1e-5)
 
 
 @pytest.mark.slow
