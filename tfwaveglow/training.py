@@ -36,7 +36,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from tfwaveglow.config import Params, save_params
+from tfwaveglow.config import Params, load_params, save_params
 from tfwaveglow.losses import nll_terms
 from tfwaveglow.model import WaveGlow
 from tfwaveglow.model_io import CHECKPOINT_SUBDIR, PARAMS_FILE, load_model, save_model
@@ -375,8 +375,10 @@ class Trainer:
           The step training continues from.
 
         Raises:
-          tfwaveglow.ConfigError-like ValueError: ``model_dir`` holds a run of a
-            different architecture.
+          ValueError: ``model_dir`` holds a run of another model, or the
+            ``init_from`` model does not fit ``params.model``.
+          FileNotFoundError, tfwaveglow.ModelLoadError: ``init_from`` is not a
+            loadable model.
         """
         self._check_saved_params()
         latest = self.manager.latest_checkpoint
@@ -409,8 +411,6 @@ class Trainer:
         path = os.path.join(self.model_dir, PARAMS_FILE)
         if not os.path.isfile(path):
             return
-        from tfwaveglow.config import load_params
-
         saved = load_params(path)
         if saved.model != self.params.model:
             old, new = dataclasses.asdict(saved.model), dataclasses.asdict(self.params.model)
