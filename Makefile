@@ -14,7 +14,7 @@ $(VENV)/.installed-run: setup.cfg pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: setup.cfg pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e ".[test,torch]"
+	$(BIN)/pip install -q -e ".[test,torch,eval]"
 	touch $@ $(VENV)/.installed-run
 
 demo: $(VENV)/.installed-run

@@ -117,7 +117,7 @@ def test_outputs_are_16bit_audio_and_matching_mels(prepared, speech_dir):
         mel = np.load(os.path.join(root, "mels", uid + ".npy"))
         assert mel.dtype == np.float32 and mel.shape == (1 + info.frames // 256, 80), uid
         y = audio.load_audio(wav, 22050)
-        np.testing.assert_array_equal(mel, audio.mel_spectrogram(y, PARAMS.audio), err_msg=uid)
+        np.testing.assert_allclose(mel, audio.mel_spectrogram(y, PARAMS.audio), atol=1e-5, rtol=0, err_msg=uid)
     # Independent check of one stored mel: librosa STFT magnitude, Slaney basis, log of the clamp.
     y, _ = soundfile.read(os.path.join(root, "audio", "male/hq48.wav"), dtype="float64")
     magnitude = np.abs(librosa.stft(y, n_fft=1024, hop_length=256, window="hann", center=True, pad_mode="reflect"))
@@ -227,9 +227,15 @@ def test_interrupted_run_leaves_no_partial_file_and_resumes(tmp_path, speech_dir
     with open(tmp_path / "manifest.json") as f:
         assert len(json.load(f)["files"]) == 2
 
+    # A run killed outright (no chance to clean up) leaves a temporary; the next run removes it.
+    stale = os.path.join(os.path.dirname(mels[0]), "x.npy.tmp-99999999")
+    with open(stale, "wb") as f:
+        f.write(b"partial")
+
     resumed = preprocess.preprocess_corpus(wave_dir, mel_dir, str(tmp_path), PARAMS, num_workers=1, progress=False)
     assert (resumed["counts"]["up_to_date"], resumed["counts"]["processed_now"]) == (2, 4)
     assert len([p for p in _outputs(tmp_path) if p.endswith(".npy")]) == 6
+    assert not os.path.exists(stale)
 
 
 def test_directory_errors_are_clear(tmp_path):

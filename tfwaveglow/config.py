@@ -89,7 +89,6 @@ class DataParams:
     segment_length: int = 16000
     valid_fraction: float = 0.05
     split_seed: int = 1234
-    shuffle_buffer: int = 1000
 
 
 @dataclasses.dataclass(frozen=True)

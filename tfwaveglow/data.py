@@ -18,7 +18,7 @@ file list in the permutation drawn from ``(seed, e)`` and example ``i`` draws it
 segment start from ``(seed, i)``. With a fixed seed two runs yield identical
 batches, and ``skip_batches=k`` yields exactly what an uninterrupted run yields
 from batch ``k`` on (a resumed training run sees the data it would have seen).
-The whole file list is permuted every epoch, so ``data.shuffle_buffer`` is not needed.
+The whole file list is permuted every epoch (no shuffle buffer).
 """
 
 from __future__ import annotations

@@ -120,12 +120,13 @@ def _find_checkpoint(path: str) -> str | None:
     return None
 
 
-def _find_params(path: str) -> str | None:
-    candidates = [path, os.path.dirname(path), os.path.dirname(os.path.dirname(path))]
-    for directory in candidates:
-        p = os.path.join(directory, PARAMS_FILE)
-        if directory and os.path.isfile(p):
-            return p
+def find_params(path: str | os.PathLike) -> str | None:
+    """The ``params.yaml`` that belongs to a model path: beside it, or up to two folders up."""
+    path = os.fspath(path)
+    for directory in (path, os.path.dirname(path), os.path.dirname(os.path.dirname(path))):
+        candidate = os.path.join(directory, PARAMS_FILE)
+        if directory and os.path.isfile(candidate):
+            return candidate
     return None
 
 
@@ -143,10 +144,17 @@ def load_model(path: str | os.PathLike, params: Params | None = None, dilated_co
       FileNotFoundError: nothing loadable at ``path``.
       ModelLoadError: the weights do not fit the config.
     """
+    return load_model_and_params(path, params, dilated_conv)[0]
+
+
+def load_model_and_params(
+    path: str | os.PathLike, params: Params | None = None, dilated_conv: str | None = None
+) -> tuple[WaveGlow, Params]:
+    """Like :func:`load_model`, also returning the params the model was built from."""
     path = os.fspath(path)
     if not os.path.exists(path) and not tf.io.gfile.exists(path + ".index"):
         raise FileNotFoundError(f"no model at {path}")
-    params_path = _find_params(path)
+    params_path = find_params(path)
     if params is None:
         if params_path is None:
             raise FileNotFoundError(f"{path}: no {PARAMS_FILE} beside the model weights")
@@ -157,7 +165,7 @@ def load_model(path: str | os.PathLike, params: Params | None = None, dilated_co
         model = WaveGlow.from_params(params, dilated_conv=dilated_conv)
         with np.load(weights_file) as data:
             assign_arrays(model, {k: data[k] for k in data.files}, source=weights_file)
-        return model
+        return model, params
 
     checkpoint = _find_checkpoint(path)
     if checkpoint is None:
@@ -167,4 +175,4 @@ def load_model(path: str | os.PathLike, params: Params | None = None, dilated_co
         tf.train.Checkpoint(model=model).read(checkpoint).expect_partial().assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.OpError) as e:
         raise ModelLoadError(f"{checkpoint}: checkpoint does not match the model of {params_path}: {e}") from e
-    return model.fold_weight_norm()
+    return model.fold_weight_norm(), params

@@ -1,0 +1,424 @@
+"""Copy-synthesis evaluation: resynthesise reference recordings from their mels and score them.
+
+For every audio file under a reference directory (``.wav``, ``.flac``, ``.ogg``,
+recursively): load it at ``audio.sampling_rate`` (:func:`tfwaveglow.audio.load_audio`),
+compute its log-mel with the NVIDIA front end, and turn that mel back into audio
+twice:
+
+* ``waveglow``: ``model.infer(mel[None], sigma, seed=seed)`` (the latent is a pure
+  function of the seed and the mel's length, so a rerun reproduces every score),
+  optionally followed by the bias denoiser;
+* ``griffin_lim``: the baseline of :mod:`tfwaveglow.griffin_lim` (pseudo-inverse
+  mel to linear magnitude, 60 Griffin-Lim iterations, the same seed for its
+  random initial phase).
+
+Both outputs are cut to the reference's length and rounded to 16-bit PCM (what
+the written ``.wav`` files hold), then scored against the reference with the
+metrics of :mod:`tfwaveglow.metrics`: log-mel spectral distance, mel-cepstral
+distortion, wideband PESQ and STOI.
+
+A reference that cannot be read or is too short gets an ``error`` entry and the
+rest go on; a metric that fails for one file (PESQ finding no utterance, say)
+leaves that value ``null`` with the reason in the file's ``errors``. Averages are
+means over the files where the metric was computed, with their count.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from importlib import metadata
+
+import numpy as np
+
+from tfwaveglow import audio as audio_lib
+from tfwaveglow import griffin_lim, metrics
+from tfwaveglow.config import Params, load_params
+from tfwaveglow.preprocess import find_audio_files
+
+__all__ = [
+    "JSON_NAME",
+    "MARKDOWN_NAME",
+    "METRICS",
+    "SYSTEMS",
+    "EvaluationError",
+    "evaluate_directory",
+    "evaluate_file",
+    "load_model_and_params",
+    "make_denoiser",
+    "markdown_report",
+    "score",
+    "write_report",
+]
+
+SYSTEMS = ("waveglow", "griffin_lim")
+SYSTEM_LABELS = {"waveglow": "WaveGlow", "griffin_lim": "Griffin-Lim"}
+METRICS = ("log_mel_distance", "mcd", "pesq_wb", "stoi")
+METRIC_LABELS = {"log_mel_distance": "log-mel dist.", "mcd": "MCD (dB)", "pesq_wb": "PESQ-WB", "stoi": "STOI"}
+JSON_NAME = "evaluation.json"
+MARKDOWN_NAME = "evaluation.md"
+
+
+class EvaluationError(RuntimeError):
+    """The evaluation cannot run at all: no reference files, a bad setting, or no denoiser."""
+
+
+def load_model_and_params(model_path: str, params_path: str | None = None):
+    """Loads a model for synthesis together with the params it was built from.
+
+    Args:
+      model_path: an inference model directory (``params.yaml`` + ``weights.npz``), a
+        training run directory, or a checkpoint prefix inside one (anything
+        :func:`tfwaveglow.load_model` accepts).
+      params_path: a YAML file to use instead of the ``params.yaml`` beside the model.
+
+    Returns:
+      ``(model, params)``.
+
+    Raises:
+      FileNotFoundError: no model, or no params file, at the path.
+      tfwaveglow.ModelLoadError: the weights do not fit the params.
+    """
+    from tfwaveglow.model_io import load_model_and_params
+
+    return load_model_and_params(model_path, params=load_params(params_path) if params_path else None)
+
+
+def score(reference, degraded, audio_params) -> tuple[dict, dict]:
+    """Every metric of one degraded signal against its reference.
+
+    Args:
+      reference, degraded: ``[samples]`` audio at ``audio_params.sampling_rate``.
+      audio_params: ``params.audio``.
+
+    Returns:
+      ``(values, errors)``: ``values[metric]`` is a float, or None when the metric
+      failed, in which case ``errors[metric]`` says why.
+    """
+    rate = int(audio_params.sampling_rate)
+    functions = {
+        "log_mel_distance": lambda: metrics.log_mel_distance(reference, degraded, audio_params),
+        "mcd": lambda: metrics.mel_cepstral_distortion(reference, degraded, audio_params),
+        "pesq_wb": lambda: metrics.pesq_wb(reference, degraded, rate),
+        "stoi": lambda: metrics.stoi(reference, degraded, rate),
+    }
+    values, errors = {}, {}
+    for name in METRICS:
+        try:
+            values[name] = functions[name]()
+        except metrics.MetricError as e:
+            values[name], errors[name] = None, str(e)
+    return values, errors
+
+
+def make_denoiser(model, audio_params, strength: float):
+    """The bias denoiser for ``model`` at the front end's STFT, or None for strength 0.
+
+    Args:
+      model: a :class:`tfwaveglow.WaveGlow`.
+      audio_params: ``params.audio`` (filter_length, hop_length, win_length).
+      strength: the denoiser strength, >= 0.
+
+    Raises:
+      EvaluationError: a negative strength, or ``tfwaveglow.denoiser`` is not installed.
+    """
+    if strength < 0 or not math.isfinite(strength):
+        raise EvaluationError(f"the denoiser strength must be >= 0, got {strength}")
+    if strength == 0:
+        return None
+    try:
+        from tfwaveglow.denoiser import Denoiser
+    except ImportError as e:
+        raise EvaluationError(f"a denoiser strength of {strength} needs tfwaveglow.denoiser: {e}") from None
+    return Denoiser.from_model(
+        model,
+        n_fft=int(audio_params.filter_length),
+        hop_length=int(audio_params.hop_length),
+        win_length=int(audio_params.win_length),
+    )
+
+
+def _synthesize_waveglow(model, mel, length, *, sigma, seed, denoiser, denoiser_strength) -> np.ndarray:
+    import tensorflow as tf
+
+    wave = model.infer(tf.constant(mel[None], tf.float32), sigma=sigma, seed=seed)
+    if denoiser is not None:
+        wave = denoiser(wave, denoiser_strength)
+    return np.asarray(wave[0].numpy(), np.float64)[:length]
+
+
+def evaluate_file(
+    model,
+    params: Params,
+    path: str,
+    *,
+    sigma: float,
+    seed: int = 0,
+    griffin_lim_iterations: int = griffin_lim.DEFAULT_ITERATIONS,
+    denoiser=None,
+    denoiser_strength: float = 0.0,
+) -> tuple[dict, dict]:
+    """Copy-synthesises and scores one reference file.
+
+    Args:
+      model: a :class:`tfwaveglow.WaveGlow` (weight norm folded or not).
+      params: its params (``params.audio`` is the front end).
+      path: the reference audio file.
+      sigma: WaveGlow's latent standard deviation.
+      seed: seed of WaveGlow's latent and of Griffin-Lim's initial phase.
+      griffin_lim_iterations: Griffin-Lim iterations.
+      denoiser: an optional ``tfwaveglow.denoiser.Denoiser`` for the WaveGlow output.
+      denoiser_strength: its strength.
+
+    Returns:
+      ``(entry, audio)``: the report entry (``seconds``, per-system metric values,
+      ``synthesis_seconds``, and ``errors`` ``{"<system>.<metric>" or "<system>": reason}``
+      when something failed) and ``{system: [samples] 16-bit-valued float32}`` for the
+      systems that produced finite audio.
+
+    Raises:
+      tfwaveglow.audio.AudioError: the file cannot be read.
+      ValueError: the audio is too short for the mel front end.
+    """
+    audio_params = params.audio
+    reference = audio_lib.load_audio(path, audio_params.sampling_rate)
+    mel = audio_lib.mel_spectrogram(reference, audio_params)
+    length = reference.shape[0]
+    entry = {"seconds": length / float(audio_params.sampling_rate)}
+    errors, outputs, timings = {}, {}, {}
+    for system in SYSTEMS:
+        start = time.perf_counter()
+        if system == "waveglow":
+            wave = _synthesize_waveglow(
+                model, mel, length, sigma=sigma, seed=seed, denoiser=denoiser, denoiser_strength=denoiser_strength
+            )
+        else:
+            wave = griffin_lim.vocode(mel, audio_params, griffin_lim_iterations, length=length, seed=seed)
+        timings[system] = time.perf_counter() - start
+        bad = int(np.count_nonzero(~np.isfinite(wave)))
+        if bad:
+            errors[system] = f"{SYSTEM_LABELS[system]} produced {bad} non-finite (NaN or Inf) samples"
+            entry[system] = dict.fromkeys(METRICS)
+            continue
+        # Score what a listener gets: the 16-bit samples of the written file.
+        outputs[system] = audio_lib.quantize_int16(wave)
+        values, metric_errors = score(reference, outputs[system], audio_params)
+        entry[system] = values
+        errors.update({f"{system}.{name}": reason for name, reason in metric_errors.items()})
+    entry["synthesis_seconds"] = timings
+    if errors:
+        entry["errors"] = errors
+    return entry, outputs
+
+
+def _averages(files: list[dict]) -> dict:
+    averages = {}
+    for system in SYSTEMS:
+        averages[system] = {}
+        for name in METRICS:
+            values = [f[system][name] for f in files if system in f and f[system][name] is not None]
+            averages[system][name] = {"mean": float(np.mean(values)) if values else None, "files": len(values)}
+    return averages
+
+
+def _output_name(rel_path: str, used: set) -> str:
+    """``female/a.ogg`` -> ``female/a.wav``; ``a.wav`` and ``a.flac`` in one folder do not overwrite each other."""
+    name = os.path.splitext(rel_path)[0] + ".wav"
+    if name in used:
+        name = rel_path + ".wav"
+    used.add(name)
+    return name
+
+
+def _package_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def evaluate_directory(
+    model,
+    params: Params,
+    reference_dir: str,
+    *,
+    sigma: float | None = None,
+    denoiser_strength: float | None = None,
+    seed: int = 0,
+    griffin_lim_iterations: int = griffin_lim.DEFAULT_ITERATIONS,
+    output_dir: str | None = None,
+    save_audio: bool = True,
+    model_path: str | None = None,
+    progress: bool = False,
+) -> dict:
+    """Copy-synthesis evaluation of ``model`` on every audio file under ``reference_dir``.
+
+    Args:
+      model: a :class:`tfwaveglow.WaveGlow`.
+      params: its params (the audio front end and the export defaults).
+      reference_dir: searched recursively for ``.wav``, ``.flac`` and ``.ogg``.
+      sigma: WaveGlow's latent standard deviation (default ``params.export.sigma``).
+      denoiser_strength: bias denoiser strength, 0 for none (default
+        ``params.export.denoiser_strength``).
+      seed: seed of every file's latent and Griffin-Lim initial phase.
+      griffin_lim_iterations: the baseline's iterations.
+      output_dir: when given, :func:`write_report` writes ``evaluation.json`` and
+        ``evaluation.md`` there, and (``save_audio``) each output as
+        ``<output_dir>/<system>/<relative path>.wav``.
+      save_audio: write the synthesised audio into ``output_dir``.
+      model_path: recorded in the report.
+      progress: show a progress bar on stderr.
+
+    Returns:
+      The report dict (see ``docs/evaluation.md``): settings, ``files`` (one entry per
+      reference, with ``error`` for a file that could not be evaluated), ``average``
+      ``{system: {metric: {"mean", "files"}}}``, ``num_files``, ``num_failed``.
+
+    Raises:
+      EvaluationError: ``reference_dir`` is missing or holds no audio files, or a bad setting.
+    """
+    if not os.path.isdir(reference_dir):
+        raise EvaluationError(f"reference directory {reference_dir} does not exist")
+    rel_paths = find_audio_files(reference_dir)
+    if not rel_paths:
+        raise EvaluationError(f"reference directory {reference_dir} holds no .wav, .flac or .ogg files")
+    sigma = float(params.export.sigma if sigma is None else sigma)
+    if not math.isfinite(sigma) or sigma < 0:
+        raise EvaluationError(f"sigma must be >= 0, got {sigma}")
+    if griffin_lim_iterations < 0:
+        raise EvaluationError(f"griffin_lim_iterations must be >= 0, got {griffin_lim_iterations}")
+    strength = float(params.export.denoiser_strength if denoiser_strength is None else denoiser_strength)
+    denoiser = make_denoiser(model, params.audio, strength)
+
+    started = time.perf_counter()
+    files, used_names = [], set()
+    iterator = rel_paths
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(rel_paths, desc="evaluate", unit="file", file=sys.stderr, dynamic_ncols=True)
+    for rel_path in iterator:
+        try:
+            entry, outputs = evaluate_file(
+                model,
+                params,
+                os.path.join(reference_dir, rel_path),
+                sigma=sigma,
+                seed=seed,
+                griffin_lim_iterations=griffin_lim_iterations,
+                denoiser=denoiser,
+                denoiser_strength=strength,
+            )
+        except ValueError as e:
+            # AudioError (unreadable, empty, non-finite) and a clip too short for the front end.
+            message = str(e) if rel_path in str(e) else f"{os.path.join(reference_dir, rel_path)}: {e}"
+            files.append({"file": rel_path, "error": message})
+            continue
+        entry = {"file": rel_path, **entry}
+        if output_dir is not None and save_audio:
+            name = _output_name(rel_path, used_names)
+            entry["outputs"] = {}
+            for system, wave in outputs.items():
+                target = os.path.join(output_dir, system, name)
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                audio_lib.save_wav(target, wave, params.audio.sampling_rate)
+                entry["outputs"][system] = f"{system}/{name}"
+        files.append(entry)
+
+    evaluated = [f for f in files if "error" not in f]
+    result = {
+        "reference_dir": os.fspath(reference_dir),
+        "model": model_path,
+        "sampling_rate": int(params.audio.sampling_rate),
+        "sigma": sigma,
+        "denoiser_strength": strength,
+        "seed": int(seed),
+        "griffin_lim_iterations": int(griffin_lim_iterations),
+        "metrics": {
+            "log_mel_distance": "RMS over frames and mel bins of the natural-log mel difference (lower is better)",
+            "mcd": f"mel-cepstral distortion in dB, DCT-II c1..c{metrics.MCD_ORDER} of the log-mel, no DTW "
+            "(lower is better)",
+            "pesq_wb": "ITU-T P.862.2 wideband PESQ at 16 kHz, MOS-LQO (higher is better)",
+            "stoi": "short-time objective intelligibility, 0..1 (higher is better)",
+        },
+        "packages": {name: _package_version(name) for name in ("pesq", "pystoi")},
+        "num_files": len(files),
+        "num_failed": len(files) - len(evaluated),
+        "total_seconds_of_audio": float(sum(f["seconds"] for f in evaluated)),
+        "elapsed_seconds": time.perf_counter() - started,
+        "files": files,
+        "average": _averages(evaluated),
+    }
+    if output_dir is not None:
+        write_report(result, output_dir)
+    return result
+
+
+def _format(value, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+_DIGITS = {"log_mel_distance": 3, "mcd": 2, "pesq_wb": 2, "stoi": 3}
+
+
+def markdown_report(result: dict) -> str:
+    """The report as markdown: settings, a table of per-file and mean scores, then every error."""
+    lines = [
+        "# Copy-synthesis evaluation",
+        "",
+        f"Model `{result['model']}`, sigma {result['sigma']:g}, denoiser strength {result['denoiser_strength']:g}, "
+        f"seed {result['seed']}; Griffin-Lim: pseudo-inverse mel basis, {result['griffin_lim_iterations']} "
+        f"iterations. References: `{result['reference_dir']}`, {result['num_files']} files "
+        f"({result['num_failed']} could not be evaluated), {result['total_seconds_of_audio']:.1f} s of audio "
+        f"at {result['sampling_rate']} Hz.",
+        "",
+        "Lower is better for the log-mel distance and MCD, higher for PESQ (1 to 4.64) and STOI (0 to 1).",
+        "",
+    ]
+    header = ["file", "seconds"]
+    for name in METRICS:
+        header += [f"{METRIC_LABELS[name]} {SYSTEM_LABELS[system]}" for system in SYSTEMS]
+    lines += ["| " + " | ".join(header) + " |", "| " + " | ".join(["---"] + ["---:"] * (len(header) - 1)) + " |"]
+    evaluated = [f for f in result["files"] if "error" not in f]
+    for entry in evaluated:
+        row = [f"`{entry['file']}`", f"{entry['seconds']:.2f}"]
+        for name in METRICS:
+            row += [_format(entry[system][name], _DIGITS[name]) for system in SYSTEMS]
+        lines.append("| " + " | ".join(row) + " |")
+    mean_row = ["**mean**", f"{result['total_seconds_of_audio']:.2f}"]
+    for name in METRICS:
+        for system in SYSTEMS:
+            average = result["average"][system][name]
+            cell = f"**{_format(average['mean'], _DIGITS[name])}**"
+            if average["files"] != len(evaluated):
+                cell += f" (n={average['files']})"
+            mean_row.append(cell)
+    lines += ["| " + " | ".join(mean_row) + " |", ""]
+
+    problems = []
+    for entry in result["files"]:
+        if "error" in entry:
+            problems.append(f"- `{entry['file']}`: not evaluated: {entry['error']}")
+        for key, reason in sorted(entry.get("errors", {}).items()):
+            system, _, name = key.partition(".")
+            what = SYSTEM_LABELS[system] + (f" {METRIC_LABELS[name]}" if name else "")
+            problems.append(f"- `{entry['file']}` {what}: {reason}")
+    if problems:
+        lines += ["Errors:", "", *problems, ""]
+    return "\n".join(lines)
+
+
+def write_report(result: dict, output_dir: str) -> tuple[str, str]:
+    """Writes ``evaluation.json`` and ``evaluation.md`` into ``output_dir``; returns their paths."""
+    os.makedirs(output_dir, exist_ok=True)
+    paths = (os.path.join(output_dir, JSON_NAME), os.path.join(output_dir, MARKDOWN_NAME))
+    contents = (json.dumps(result, indent=2) + "\n", markdown_report(result))
+    for path, text in zip(paths, contents):
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    return paths
