@@ -351,9 +351,7 @@ class Trainer:
         )
         self.trace_count = 0  # times the train step was traced (1 with a pinned signature)
         self._train_step = None
-        self._train_spec = None
         self._eval_step = None
-        self._eval_spec = None
         self._global_batch = None
         self._folded = None
         # autograph=False: the steps branch with tf.cond explicitly, and tracing is much faster.
@@ -548,11 +546,10 @@ class Trainer:
         """
         if self._global_batch is None:
             if self.strategy.num_replicas_in_sync != 1:
-                raise ValueError("call fit() (or give a dataset to set_global_batch()) before a distributed step")
+                raise ValueError("under a multi-replica strategy, steps run through fit() (it sets the global batch)")
             self._global_batch = int(batch[0].shape[0])
         if self._train_step is None:
             spec = _element_spec(batch)
-            self._train_spec = spec
             self._train_step = tf.function(self._step_fn, input_signature=[spec], autograph=False)
         return {k: v.numpy() for k, v in self._train_step(batch).items()}
 
@@ -564,7 +561,6 @@ class Trainer:
     def evaluate(self, dataset: tf.data.Dataset) -> dict:
         """Mean loss terms over a finite dataset of ``(mel, audio)`` batches (this process only)."""
         if self._eval_step is None:
-            self._eval_spec = dataset.element_spec
             self._eval_step = tf.function(self._eval_fn, input_signature=list(dataset.element_spec), autograph=False)
         sums, batches = {}, 0
         for mel, audio in dataset:
