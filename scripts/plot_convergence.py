@@ -4,10 +4,14 @@
 
 Left: the training loss (the mean over each summary interval) and the validation
 NLL against the step. Right: the validation NLL against hours of training
-(wall clock, with the time a run was stopped between a kill and its resume left
-out). A row that a resumed run wrote again for the same step replaces the
-earlier one. Prints, per run, the last step, the validation NLL at the first
-and last validations and its best, and the mean steps/s.
+(wall clock; a gap of more than 10 minutes between two rows, a run stopped and
+resumed later, is left out). A row that a resumed run wrote again for the same
+step replaces the earlier one. Prints, per run, the last step, the validation
+NLL at the first and last validations and its best, and the mean steps/s.
+
+``--mel_images`` also writes, for each run, the newest validation mel image from
+its TensorBoard events (the synthesised audio's mel left, the ground truth
+right) as ``<out without .png>_mel_<run dir name>.png``.
 """
 
 from __future__ import annotations
@@ -122,17 +126,42 @@ def plot(run_dirs: list[str], out: str) -> list[dict]:
     return summaries
 
 
+def export_mel_image(run_dir: str, out_prefix: str, tag: str = "mel_0/generated_vs_ground_truth") -> str | None:
+    """Writes the newest ``tag`` image of the run's ``valid/`` events as a PNG; returns its path."""
+    import glob
+
+    import tensorflow as tf
+
+    newest = None
+    for path in sorted(glob.glob(os.path.join(run_dir, "valid", "events.out.tfevents.*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag == tag and (newest is None or event.step >= newest[0]):
+                    newest = (event.step, tf.make_ndarray(value.tensor)[2])
+    if newest is None:
+        return None
+    out = f"{out_prefix}_mel_{os.path.basename(os.path.normpath(run_dir))}.png"
+    with open(out, "wb") as f:
+        f.write(newest[1])
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dirs", nargs="+", help="training run directories (each with metrics.csv)")
     parser.add_argument("--out", default="docs/convergence.png")
+    parser.add_argument("--mel_images", action="store_true", help="also export each run's newest mel image")
     args = parser.parse_args(argv)
     try:
         summaries = plot(args.run_dirs, args.out)
     except FileNotFoundError as e:
         print(f"plot_convergence: error: {e}", file=sys.stderr)
         return 1
-    print(json.dumps({"figure": args.out, "runs": summaries}, indent=2))
+    report = {"figure": args.out, "runs": summaries}
+    if args.mel_images:
+        prefix = os.path.splitext(args.out)[0]
+        report["mel_images"] = [export_mel_image(run_dir, prefix) for run_dir in args.run_dirs]
+    print(json.dumps(report, indent=2))
     return 0
 
 
