@@ -23,19 +23,26 @@ import sys
 
 from absl import app, flags
 
-FLAGS = flags.FLAGS
+from tfwaveglow import cli
 
-flags.DEFINE_string("model", None, "Inference model dir, training run dir or exported SavedModel.")
-flags.DEFINE_string("output_dir", None, "Directory for the synthesised wavs.")
-flags.DEFINE_multi_string("mel", [], "Mel file (.npy or .pt); repeat for more.")
-flags.DEFINE_string("mel_dir", None, "Directory of mel files (*.npy, *.pt).")
-flags.DEFINE_multi_string("wav", [], "Audio file for copy synthesis (wav -> mel -> wav); repeat for more.")
-flags.DEFINE_float("sigma", 0.6, "Standard deviation of the latent.")
-flags.DEFINE_float("denoiser_strength", 0.0, "Bias denoiser strength (0: off; NVIDIA suggests 0.01 to 0.1).")
-flags.DEFINE_integer("seed", 0, "Latent seed of the first input; input i uses seed + i.")
-flags.DEFINE_integer("batch_size", 1, "Utterance windows per model call.")
-flags.DEFINE_integer("window_frames", 512, "Mel frames per synthesis window (long inputs are windowed).")
-flags.mark_flags_as_required(["model", "output_dir"])
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("model", None, "Inference model dir, training run dir or exported SavedModel.", flag_values=FLAGS)
+flags.DEFINE_string("output_dir", None, "Directory for the synthesised wavs.", flag_values=FLAGS)
+flags.DEFINE_multi_string("mel", [], "Mel file (.npy or .pt); repeat for more.", flag_values=FLAGS)
+flags.DEFINE_string("mel_dir", None, "Directory of mel files (*.npy, *.pt).", flag_values=FLAGS)
+flags.DEFINE_multi_string(
+    "wav", [], "Audio file for copy synthesis (wav -> mel -> wav); repeat for more.", flag_values=FLAGS
+)
+flags.DEFINE_float("sigma", 0.6, "Standard deviation of the latent.", flag_values=FLAGS)
+flags.DEFINE_float(
+    "denoiser_strength", 0.0, "Bias denoiser strength (0: off; NVIDIA suggests 0.01 to 0.1).", flag_values=FLAGS
+)
+flags.DEFINE_integer("seed", 0, "Latent seed of the first input; input i uses seed + i.", flag_values=FLAGS)
+flags.DEFINE_integer("batch_size", 1, "Utterance windows per model call.", flag_values=FLAGS)
+flags.DEFINE_integer(
+    "window_frames", 512, "Mel frames per synthesis window (long inputs are windowed).", flag_values=FLAGS
+)
+flags.mark_flags_as_required(["model", "output_dir"], flag_values=FLAGS)
 
 MEL_SUFFIXES = (".npy", ".pt")
 
@@ -102,8 +109,8 @@ def output_paths(inputs: list[tuple[str, str]], output_dir: str) -> list[str]:
 
 
 def main(argv) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    """Synthesises every input; ``argv`` may carry the flags when called from Python."""
+    cli.parse_argv(FLAGS, argv)
     if FLAGS.batch_size < 1:
         raise app.UsageError("--batch_size must be >= 1")
     if FLAGS.sigma < 0 or FLAGS.denoiser_strength < 0:
@@ -170,4 +177,4 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, FLAGS, __doc__)

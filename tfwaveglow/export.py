@@ -38,8 +38,9 @@ import sys
 import tempfile
 
 import tensorflow as tf
-from absl import app, flags
+from absl import flags
 
+from tfwaveglow import cli
 from tfwaveglow.config import Params, save_params
 from tfwaveglow.denoiser import Denoiser
 from tfwaveglow.model_io import load_model_and_params
@@ -294,24 +295,25 @@ def export_saved_model(
     return output_dir
 
 
-FLAGS = flags.FLAGS
-
-
-def define_flags() -> None:
-    """The command-line flags (defined only when run as a program)."""
-    flags.DEFINE_string("model", None, "Inference model directory, training run directory or checkpoint prefix.")
-    flags.DEFINE_string("output", None, "Version directory to write, e.g. export/waveglow/1.")
-    flags.DEFINE_float("sigma", None, "serving_default's sigma (default: params.export.sigma, 0.6).")
-    flags.DEFINE_float(
-        "denoiser_strength", None, "serving_default's denoiser strength (default: params.export.denoiser_strength)."
-    )
-    flags.DEFINE_bool("overwrite", False, "Replace an existing version directory.")
-    flags.mark_flags_as_required(["model", "output"])
+FLAGS = flags.FlagValues()
+flags.DEFINE_string(
+    "model", None, "Inference model directory, training run directory or checkpoint prefix.", flag_values=FLAGS
+)
+flags.DEFINE_string("output", None, "Version directory to write, e.g. export/waveglow/1.", flag_values=FLAGS)
+flags.DEFINE_float("sigma", None, "serving_default's sigma (default: params.export.sigma, 0.6).", flag_values=FLAGS)
+flags.DEFINE_float(
+    "denoiser_strength",
+    None,
+    "serving_default's denoiser strength (default: params.export.denoiser_strength).",
+    flag_values=FLAGS,
+)
+flags.DEFINE_bool("overwrite", False, "Replace an existing version directory.", flag_values=FLAGS)
+flags.mark_flags_as_required(["model", "output"], flag_values=FLAGS)
 
 
 def main(argv) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    """Exports ``--model`` to ``--output``; ``argv`` may carry the flags when called from Python."""
+    cli.parse_argv(FLAGS, argv)
     try:
         model, params = load_model_and_params(FLAGS.model)
         path = export_saved_model(
@@ -330,5 +332,4 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    cli.run(main, FLAGS, __doc__)
