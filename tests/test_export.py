@@ -23,10 +23,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N_FFT, WIN = 256, 256  # the tiny params' STFT
 
 # Runs in a fresh interpreter (-I: no PYTHONPATH, no script dir on sys.path) from a temporary
-# directory, so only the installed packages (TensorFlow) are importable.
+# directory. tfwaveglow may be pip-installed in the environment (CI installs it), so the script
+# also blocks it by name before anything else is imported: only TensorFlow serves the model.
 FRESH_PROCESS_SCRIPT = textwrap.dedent(
     """
-    import json, sys
+    import sys
+    sys.modules["tfwaveglow"] = None  # any import of tfwaveglow now raises ImportError
+    import json
     import numpy as np
     try:
         import tfwaveglow
