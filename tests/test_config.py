@@ -16,7 +16,7 @@ def test_params_yaml_holds_nvidia_defaults():
     assert (a.sampling_rate, a.filter_length, a.hop_length, a.win_length) == (22050, 1024, 256, 1024)
     assert (a.n_mel_channels, a.mel_fmin, a.mel_fmax) == (80, 0.0, 8000.0)
     assert (m.n_flows, m.n_group, m.n_early_every, m.n_early_size) == (12, 8, 4, 2)
-    assert (m.wn.n_layers, m.wn.n_channels, m.wn.kernel_size, m.wn.dilated_conv) == (8, 256, 3, "time_to_batch")
+    assert (m.wn.n_layers, m.wn.n_channels, m.wn.kernel_size, m.wn.dilated_conv) == (8, 256, 3, "shifted_matmul")
     assert (d.segment_length, t.batch_size, t.sigma) == (16000, 12, 1.0)
     assert isinstance(t.learning_rate, float) and t.learning_rate == 1e-4
 

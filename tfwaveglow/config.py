@@ -36,7 +36,7 @@ __all__ = [
     "save_params",
 ]
 
-DILATED_CONV_CHOICES = ("time_to_batch", "native")
+DILATED_CONV_CHOICES = ("shifted_matmul", "time_to_batch", "phase_conv2d", "native")
 
 
 class ConfigError(ValueError):
@@ -64,7 +64,7 @@ class WNParams:
     n_layers: int = 8
     n_channels: int = 256
     kernel_size: int = 3
-    dilated_conv: str = "time_to_batch"
+    dilated_conv: str = "shifted_matmul"
 
 
 @dataclasses.dataclass(frozen=True)
