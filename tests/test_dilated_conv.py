@@ -1,10 +1,13 @@
-"""The time-to-batch dilated convolution against NumPy and TensorFlow's native dilated conv."""
+"""The hand-rolled dilated convolutions against NumPy and TensorFlow's native dilated conv."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from tfwaveglow.layers import DilatedConv1D, batch_to_time, dilated_conv1d, time_to_batch
+from tfwaveglow.layers.dilated_conv import MODES
+
+HAND_ROLLED = [mode for mode in MODES if mode != "native"]
 
 
 def numpy_dilated_conv(x, kernel, dilation):
@@ -33,11 +36,52 @@ def test_matches_numpy_sparse_kernel_and_native(dilation, length):
     x = rng.standard_normal((2, length, 3)).astype(np.float32)
     kernel = rng.standard_normal((3, 3, 5)).astype(np.float32)
     expected = numpy_dilated_conv(x, kernel, dilation)
-    got = dilated_conv1d(tf.constant(x), tf.constant(kernel), dilation, "time_to_batch").numpy()
     native = dilated_conv1d(tf.constant(x), tf.constant(kernel), dilation, "native").numpy()
-    assert got.shape == (2, length, 5)
-    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
-    np.testing.assert_allclose(got, native, atol=1e-4, rtol=1e-4)
+    for mode in HAND_ROLLED:
+        got = dilated_conv1d(tf.constant(x), tf.constant(kernel), dilation, mode).numpy()
+        assert got.shape == (2, length, 5), mode
+        np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4, err_msg=mode)
+        np.testing.assert_allclose(got, native, atol=1e-4, rtol=1e-4, err_msg=mode)
+
+
+def numpy_dilated_conv_gradients(x, kernel, dilation, upstream):
+    """Gradients of ``sum(conv(x) * upstream)`` for x and kernel, from the sparse-kernel form.
+
+    ``y[t] = sum_tap xp[t + tap] @ sparse[tap]``, so ``dxp[t + tap] += upstream[t] @ sparse[tap].T``
+    and ``dsparse[tap] = xp[t + tap].T @ upstream[t]`` summed over t.
+    """
+    k = kernel.shape[0]
+    span = dilation * (k - 1) + 1
+    half = (span - 1) // 2
+    xp = np.pad(x.astype(np.float64), [(0, 0), (half, half), (0, 0)])
+    t = x.shape[1]
+    dxp = np.zeros_like(xp)
+    dkernel = np.zeros(kernel.shape, np.float64)
+    for j in range(k):
+        tap = j * dilation
+        dxp[:, tap : tap + t, :] += upstream @ kernel[j].T
+        dkernel[j] = np.einsum("bti,bto->io", xp[:, tap : tap + t, :], upstream)
+    return dxp[:, half : half + t, :], dkernel
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    ("kernel_size", "dilation", "length"), [(3, 1, 37), (3, 8, 5), (3, 16, 100), (5, 4, 50), (1, 2, 9)]
+)
+def test_gradients_match_numpy(mode, kernel_size, dilation, length):
+    """Training differentiates through the conv (shifted_matmul has a hand-written gradient)."""
+    rng = np.random.default_rng(kernel_size * 100 + dilation + length)
+    x = rng.standard_normal((2, length, 3)).astype(np.float32)
+    kernel = rng.standard_normal((kernel_size, 3, 4)).astype(np.float32)
+    upstream = rng.standard_normal((2, length, 4)).astype(np.float32)
+    x_t, kernel_t = tf.constant(x), tf.constant(kernel)
+    with tf.GradientTape() as tape:
+        tape.watch([x_t, kernel_t])
+        loss = tf.reduce_sum(dilated_conv1d(x_t, kernel_t, dilation, mode) * upstream)
+    dx, dkernel = tape.gradient(loss, [x_t, kernel_t])
+    expected_dx, expected_dkernel = numpy_dilated_conv_gradients(x, kernel, dilation, upstream)
+    np.testing.assert_allclose(dx.numpy(), expected_dx, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(dkernel.numpy(), expected_dkernel, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("kernel_size", [1, 5])
@@ -45,8 +89,9 @@ def test_other_kernel_sizes(kernel_size):
     rng = np.random.default_rng(kernel_size)
     x = rng.standard_normal((1, 50, 2)).astype(np.float32)
     kernel = rng.standard_normal((kernel_size, 2, 2)).astype(np.float32)
-    got = dilated_conv1d(tf.constant(x), tf.constant(kernel), 4).numpy()
-    np.testing.assert_allclose(got, numpy_dilated_conv(x, kernel, 4), atol=1e-4, rtol=1e-4)
+    for mode in HAND_ROLLED:
+        got = dilated_conv1d(tf.constant(x), tf.constant(kernel), 4, mode).numpy()
+        np.testing.assert_allclose(got, numpy_dilated_conv(x, kernel, 4), atol=1e-4, rtol=1e-4, err_msg=mode)
 
 
 @pytest.mark.parametrize("dilation", [1, 4, 7])
@@ -54,8 +99,9 @@ def test_identity_kernel_has_no_time_shift(dilation):
     x = np.random.default_rng(0).standard_normal((2, 23, 4)).astype(np.float32)
     kernel = np.zeros((3, 4, 4), np.float32)
     kernel[1] = np.eye(4)
-    got = dilated_conv1d(tf.constant(x), tf.constant(kernel), dilation).numpy()
-    np.testing.assert_array_equal(got, x)
+    for mode in HAND_ROLLED:
+        got = dilated_conv1d(tf.constant(x), tf.constant(kernel), dilation, mode).numpy()
+        np.testing.assert_array_equal(got, x, err_msg=mode)
 
 
 def test_time_to_batch_layout_and_inverse():
@@ -69,8 +115,9 @@ def test_time_to_batch_layout_and_inverse():
     np.testing.assert_array_equal(batch_to_time(tf.constant(y), 3).numpy(), x)
 
 
-def test_works_inside_tf_function_with_unknown_length():
-    layer = DilatedConv1D(2, 3, kernel_size=3, dilation_rate=8)
+@pytest.mark.parametrize("mode", HAND_ROLLED)
+def test_works_inside_tf_function_with_unknown_length(mode):
+    layer = DilatedConv1D(2, 3, kernel_size=3, dilation_rate=8, mode=mode)
     layer.build(None)
     fn = tf.function(layer, input_signature=[tf.TensorSpec([None, None, 2], tf.float32)])
     rng = np.random.default_rng(1)

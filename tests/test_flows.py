@@ -103,7 +103,7 @@ def test_whole_model_log_det_matches_numerical_jacobian():
     np.testing.assert_allclose(float(out["log_det_w_sum"]), manual, atol=1e-4)
 
 
-@pytest.mark.parametrize("dilated_conv", ["time_to_batch", "native"])
+@pytest.mark.parametrize("dilated_conv", ["shifted_matmul", "time_to_batch", "phase_conv2d", "native"])
 def test_whole_model_inverts_with_nvidia_shapes(dilated_conv):
     # NVIDIA's structure (12 flows, n_group 8, early outputs every 4, hop 256) with a narrow WN.
     model = WaveGlow(n_flows=12, wn_n_layers=3, wn_n_channels=16, dilated_conv=dilated_conv, weight_norm=True)

@@ -36,7 +36,7 @@ __all__ = [
     "save_params",
 ]
 
-DILATED_CONV_CHOICES = ("time_to_batch", "native")
+DILATED_CONV_CHOICES = ("time_to_batch", "shifted_matmul", "phase_conv2d", "native")
 LR_SCHEDULE_CHOICES = ("constant", "exponential", "cosine")
 
 

@@ -18,9 +18,10 @@ import tensorflow as tf
 
 from tfwaveglow.config import Params
 from tfwaveglow.layers.coupling import AffineCoupling
+from tfwaveglow.layers.dilated_conv import DEFAULT_MODE
 from tfwaveglow.layers.invertible_conv import Invertible1x1Conv
 from tfwaveglow.layers.kernel import KernelMixin
-from tfwaveglow.layers.upsampler import Upsampler
+from tfwaveglow.layers.upsampler import Upsampler, compose_with_projection, frame_windows
 
 
 @keras.saving.register_keras_serializable(package="tfwaveglow")
@@ -35,7 +36,8 @@ class WaveGlow(keras.Model):
       n_early_size: channels per early output.
       upsample_kernel_size, upsample_stride: the transposed-conv upsampler.
       wn_n_layers, wn_n_channels, wn_kernel_size: each coupling's WN.
-      dilated_conv: ``time_to_batch`` (default) or ``native``.
+      dilated_conv: how dilated convs are computed, a mode of
+        :mod:`tfwaveglow.layers.dilated_conv` (the weights are the same for all).
       weight_norm: weight-normalised WN convs (training); inference models hold
         folded kernels (see :meth:`fold_weight_norm`).
     """
@@ -52,7 +54,7 @@ class WaveGlow(keras.Model):
         wn_n_layers: int = 8,
         wn_n_channels: int = 256,
         wn_kernel_size: int = 3,
-        dilated_conv: str = "time_to_batch",
+        dilated_conv: str = DEFAULT_MODE,
         weight_norm: bool = False,
         **kwargs,
     ):
@@ -94,6 +96,7 @@ class WaveGlow(keras.Model):
                 )
             )
         self.n_remaining_channels = remaining
+        object.__setattr__(self, "_compiled_infer", None)
         # tf.train.Checkpoint does not follow Keras' tracked lists: name each flow step as an
         # attribute too, so checkpoints hold them under stable names (convinv_0, coupling_0, ...).
         for k in range(self.n_flows):
@@ -169,12 +172,17 @@ class WaveGlow(keras.Model):
         return tf.reshape(x, [shape[0], shape[1] // g, n_mel * g])
 
     def condition(self, mel, samples):
-        """Upsampled, cropped to ``samples`` and grouped mel: ``[B, samples / g, n_mel * g]``."""
-        return self.group_mel(self.upsample(mel)[:, :samples, :])
+        """Upsampled, cropped to ``samples`` and grouped mel: ``[B, samples / g, n_mel * g]`` in ``mel``'s dtype."""
+        # .call, not __call__: Keras would cast a float16/bfloat16 mel to the layer's float32.
+        return self.group_mel(self.upsample.call(mel)[:, :samples, :])
 
     # ------------------------------------------------------------------ flows
     def forward(self, mel, audio):
         """Audio to latent (training direction).
+
+        The flow itself (audio, ``z``, ``log_s``, log-determinants) is float32;
+        with a float16/bfloat16 ``mel`` the upsampler and the WNs run in that
+        dtype (mixed precision), their outputs cast back to float32.
 
         Args:
           mel: ``[B, F, n_mel]`` float.
@@ -187,7 +195,9 @@ class WaveGlow(keras.Model):
           and ``log_s`` (list of per-flow ``[B, S / g, n_half]``).
         """
         mel = self._check_mel(mel)
-        audio = tf.convert_to_tensor(audio, dtype=mel.dtype)
+        compute_dtype = _compute_dtype(mel)
+        audio = tf.convert_to_tensor(audio)
+        audio = tf.cast(audio, tf.float32) if audio.dtype != tf.float32 else audio
         self._check_audio(mel, audio)
         batch, samples = tf.shape(audio)[0], tf.shape(audio)[1]
         spect = self.condition(mel, samples)
@@ -198,13 +208,13 @@ class WaveGlow(keras.Model):
         log_s_sum = tf.zeros((), tf.float32)
         for k in range(self.n_flows):
             if self._early_output_before(k):
-                early.append(x[:, :, : self.n_early_size])
-                x = x[:, :, self.n_early_size :]
+                leaving, x = tf.split(x, [self.n_early_size, -1], axis=-1)
+                early.append(leaving)
             x, log_det_w = self.convinv[k].forward(x)
-            x, log_s = self.couplings[k].forward(x, spect)
+            x, log_s = self.couplings[k].forward(x, spect, compute_dtype=compute_dtype)
             log_s_list.append(log_s)
             log_det_w_sum += log_det_w
-            log_s_sum += tf.reduce_sum(tf.cast(log_s, tf.float32))
+            log_s_sum += tf.reduce_sum(log_s)
         z = tf.concat(early + [x], axis=-1)
         return {"z": z, "log_s_sum": log_s_sum, "log_det_w_sum": log_det_w_sum, "log_s": log_s_list}
 
@@ -234,8 +244,12 @@ class WaveGlow(keras.Model):
         shape = tf.shape(mel)
         return tf.stack([shape[0], shape[1] * self.hop_length // self.n_group, self.n_group])
 
-    def infer(self, mel, sigma=0.6, z=None, seed=None):
+    def infer(self, mel, sigma=0.6, z=None, seed=None, conditioning=None):
         """Mel to audio (synthesis direction).
+
+        The flow runs in float32; a float16/bfloat16 ``mel`` runs the upsampler
+        and the WNs in that dtype (mixed precision). :meth:`infer_function` gives
+        a compiled version that does not retrace for new lengths.
 
         Args:
           mel: ``[B, F, n_mel]``.
@@ -244,40 +258,85 @@ class WaveGlow(keras.Model):
             forward's layout; it is scaled by ``sigma`` here. Drawn when None.
           seed: optional int seed: the drawn latent is then a pure function of
             (seed, shape) (stateless RNG); without it a fresh latent is drawn.
+          conditioning: optional :class:`ComposedConditioning` from
+            :meth:`compose_conditioning`: the same audio from fewer operations,
+            at the price of its memory.
 
         Returns:
-          ``[B, F * hop]`` audio (NVIDIA drops the upsampler's last
+          ``[B, F * hop]`` float32 audio (NVIDIA drops the upsampler's last
           ``kernel_size - stride`` samples).
         """
         mel = self._check_mel(mel)
+        compute_dtype = _compute_dtype(mel)
         batch, frames = tf.shape(mel)[0], tf.shape(mel)[1]
         samples = frames * self.hop_length
         if z is None and seed is None:
-            z = tf.random.normal(self.latent_shape(mel), dtype=mel.dtype)
+            z = tf.random.normal(self.latent_shape(mel), dtype=tf.float32)
         elif z is None:
             seed_pair = tf.stack([tf.cast(seed, tf.int64), tf.constant(0, tf.int64)])
-            z = tf.random.stateless_normal(self.latent_shape(mel), seed=seed_pair, dtype=mel.dtype)
+            z = tf.random.stateless_normal(self.latent_shape(mel), seed=seed_pair, dtype=tf.float32)
         else:
-            z = tf.convert_to_tensor(z, dtype=mel.dtype)
+            z = tf.convert_to_tensor(z)
+            z = tf.cast(z, tf.float32) if z.dtype != tf.float32 else z
             self._check_latent(mel, z)
-        sigma = tf.reshape(tf.cast(sigma, mel.dtype), [-1, 1, 1])
-        spect = self.condition(mel, samples)
+        sigma = tf.reshape(tf.cast(sigma, tf.float32), [-1, 1, 1])
+        if conditioning is None:
+            spect = self.condition(mel, samples)
+
+            def flow_condition(k):
+                return {"spect": spect}
+        else:
+            conditioning.check_matches(self)
+            windows = conditioning.windows(mel)
+
+            def flow_condition(k):
+                return {"layer_condition": lambda i, bias: conditioning.layer_condition(windows, k, i, bias)}
 
         n_early_total = self.n_group - self.n_remaining_channels
         x = sigma * z[:, :, n_early_total:]
         end = n_early_total
         for k in reversed(range(self.n_flows)):
-            # A coupling's projected conditioning (2 C L channels per group step) is the largest
-            # tensor here; in a graph, compute it only once the previous step is done, or every
-            # coupling's would be computed (and held) at once.
-            with tf.control_dependencies([x]):
-                cond = self.couplings[k].wn.project_condition(tf.identity(spect))
-            x = self.couplings[k].inverse(x, cond=cond)
+            x = self.couplings[k].inverse(x, compute_dtype=compute_dtype, **flow_condition(k))
             x = self.convinv[k].inverse(x)
             if self._early_output_before(k):
                 x = tf.concat([sigma * z[:, :, end - self.n_early_size : end], x], axis=-1)
                 end -= self.n_early_size
         return tf.reshape(x, [batch, samples])
+
+    def infer_function(self, conditioning=None, mel_dtype=tf.float32):
+        """A compiled :meth:`infer` with a pinned signature: new lengths and batch sizes do not retrace.
+
+        Args:
+          conditioning: optional :class:`ComposedConditioning` to synthesise with.
+          mel_dtype: the mel's dtype (float16/bfloat16: mixed precision).
+
+        Returns:
+          ``fn(mel [B, F, n_mel], sigma (scalar or [B]) float32, z [B, F * hop / g, g] float32) -> [B, F * hop]``.
+        """
+
+        def synthesize(mel, sigma, z):
+            return self.infer(mel, sigma, z=z, conditioning=conditioning)
+
+        return tf.function(
+            synthesize,
+            input_signature=[
+                tf.TensorSpec([None, None, self.n_mel_channels], mel_dtype, name="mel"),
+                tf.TensorSpec(None, tf.float32, name="sigma"),
+                tf.TensorSpec([None, None, self.n_group], tf.float32, name="z"),
+            ],
+        )
+
+    @property
+    def infer_fn(self):
+        """The compiled float32 :meth:`infer` (built on first use; see :meth:`infer_function`)."""
+        if self._compiled_infer is None:
+            # Set through object.__setattr__: Keras must not track the function as model state.
+            object.__setattr__(self, "_compiled_infer", self.infer_function())
+        return self._compiled_infer
+
+    def compose_conditioning(self) -> "ComposedConditioning":
+        """Precomputes the upsampler composed with every flow's ``cond_layer`` (see :class:`ComposedConditioning`)."""
+        return ComposedConditioning(self)
 
     def _check_latent(self, mel, z):
         expected = f"[batch, frames * hop / n_group, n_group={self.n_group}]"
@@ -368,6 +427,108 @@ _ARCH_KEYS = (
 )
 # Weights do not depend on how the dilated conv is computed or whether weight norm is on.
 _CONFIG_KEYS = (*_ARCH_KEYS, "dilated_conv", "weight_norm")
+
+
+def _compute_dtype(mel):
+    """The dtype the upsampler and the WNs run in: the mel's (None for float32: no casts)."""
+    return None if mel.dtype == tf.float32 else mel.dtype
+
+
+class ComposedConditioning(tf.Module):
+    """The upsampler and each flow's ``cond_layer``, multiplied into one linear map per WN layer.
+
+    The grouped mel is linear in the mel, and each group step ``t`` reads only
+    ``Q = ceil(upsample_kernel_size / hop)`` consecutive frames, with a matrix that
+    depends on its phase ``t mod (hop / g)`` alone. So WN layer ``i`` of flow ``k``
+    gets its condition as ``windows @ kernels[k][i]``: a ``[B, F, Q * n_mel]``
+    window of frames times a ``[Q * n_mel, (hop / g) * 2C]`` matrix whose output
+    reshapes to ``[B, F * hop / g, 2C]``. That is ``Q * n_mel`` (320) multiply-adds
+    per condition value instead of ``n_mel * g`` (640) for ``cond_layer`` plus the
+    upsampler's own, exactly the same function (up to float rounding).
+
+    It is a snapshot of the weights: building it costs ``O(flows * layers *
+    hop * kernel * n_mel^2 * C)`` multiply-adds (about 0.3 T for the default
+    model, a few seconds) and holds ``4 * Q * n_mel * hop / g * 2C * L * flows``
+    bytes (2.0 GB for the default model, 0.25 GB for ``configs/small.yaml``).
+    :meth:`check_matches` compares the weights it was built from with the
+    model's current ones and fails if they differ, so a changed model cannot
+    be synthesised with a stale copy.
+
+    Args:
+      model: the :class:`WaveGlow` to compose (float32 weights).
+    """
+
+    def __init__(self, model: "WaveGlow"):
+        super().__init__(name="composed_conditioning")
+        up = model.upsample
+        self.stride = up.stride
+        self.n_group = model.n_group
+        self.n_mel_channels = model.n_mel_channels
+        self.window_frames = -(-up.kernel_size // up.stride)
+        width = 2 * model.wn_n_channels
+        self.kernels, self.biases = [], []
+        for coupling in model.couplings:
+            layer = coupling.wn.cond_layer
+            projection, projection_bias = layer.effective_kernel(), tf.convert_to_tensor(layer.bias)
+            kernels, biases = [], []
+            for i in range(model.wn_n_layers):
+                columns = slice(width * i, width * (i + 1))
+                kernel, bias = compose_with_projection(
+                    up.kernel, up.bias, projection[:, columns], projection_bias[columns], up.stride, model.n_group
+                )
+                # Variables, not constants: a graph that captures them stays small.
+                kernels.append(tf.Variable(kernel, trainable=False, name=f"kernel_{len(self.kernels)}_{i}"))
+                biases.append(tf.Variable(bias, trainable=False, name=f"bias_{len(self.kernels)}_{i}"))
+            self.kernels.append(kernels)
+            self.biases.append(biases)
+        # What it was built from, to refuse a model whose weights have changed since.
+        self._sources = [tf.Variable(v, trainable=False) for v in self._source_values(model)]
+
+    @staticmethod
+    def _source_values(model):
+        values = [tf.convert_to_tensor(model.upsample.kernel), tf.convert_to_tensor(model.upsample.bias)]
+        for coupling in model.couplings:
+            layer = coupling.wn.cond_layer
+            values += [layer.effective_kernel(), tf.convert_to_tensor(layer.bias)]
+        return values
+
+    def check_matches(self, model: "WaveGlow") -> None:
+        """Fails (InvalidArgumentError, in graphs too) unless ``model`` still has the weights composed here."""
+        current = self._source_values(model)
+        if len(current) != len(self._sources) or any(a.shape != b.shape for a, b in zip(current, self._sources)):
+            raise ValueError("this ComposedConditioning was built for a model of another architecture")
+        same = tf.reduce_all(
+            [tf.reduce_all(tf.equal(a, tf.convert_to_tensor(b))) for a, b in zip(current, self._sources)]
+        )
+        tf.debugging.assert_equal(
+            same,
+            True,
+            message="the model's upsampler or cond_layer weights changed since compose_conditioning(): compose again",
+        )
+
+    def windows(self, mel):
+        """``[B, F, n_mel] -> [B, F, Q * n_mel]``: each frame with the ``Q - 1`` before it (zeros before frame 0)."""
+        return frame_windows(mel, self.window_frames)
+
+    def layer_condition(self, windows, flow: int, layer: int, bias=None):
+        """WN layer ``layer`` of flow ``flow``'s projected condition ``[B, F * hop / g, 2C]`` (+ ``bias`` [2C]).
+
+        Args:
+          windows: :meth:`windows` of the mel.
+          flow, layer: which WN layer.
+          bias: optional extra ``[2C]`` bias (WN adds its dilated conv's here).
+        """
+        kernel = tf.cast(self.kernels[flow][layer], windows.dtype)
+        shape = tf.shape(windows)
+        phases = self.stride // self.n_group
+        width = kernel.shape[1] // phases
+        out = tf.linalg.matmul(tf.reshape(windows, [-1, kernel.shape[0]]), kernel)
+        out = tf.reshape(out, [-1, width])  # rows: (batch, frame, phase) = (batch, group step)
+        total_bias = tf.convert_to_tensor(self.biases[flow][layer])
+        if bias is not None:
+            total_bias = total_bias + bias
+        out = tf.nn.bias_add(out, tf.cast(total_bias, out.dtype))
+        return tf.reshape(out, [shape[0], shape[1] * phases, width])
 
 
 def count_parameters(model: keras.Model) -> int:

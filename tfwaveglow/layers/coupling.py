@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from tfwaveglow.layers.dilated_conv import DEFAULT_MODE
 from tfwaveglow.layers.wn import WN
 
 
@@ -31,7 +32,7 @@ class AffineCoupling(keras.layers.Layer):
         n_layers: int = 8,
         n_channels: int = 256,
         kernel_size: int = 3,
-        dilated_conv: str = "time_to_batch",
+        dilated_conv: str = DEFAULT_MODE,
         weight_norm: bool = False,
         **kwargs,
     ):
@@ -56,26 +57,37 @@ class AffineCoupling(keras.layers.Layer):
         self.wn.build(None)
         self.built = True
 
-    def _shift_and_log_scale(self, x0, cond):
-        out = self.wn.transform(x0, cond)
-        return out[:, :, : self.n_half], out[:, :, self.n_half :]
+    def _shift_and_log_scale(self, x0, spect, cond, layer_condition, compute_dtype):
+        """WN's ``(b, log_s)`` in ``x0``'s dtype; WN itself runs in ``compute_dtype``."""
+        wn_input = x0 if compute_dtype is None else tf.cast(x0, compute_dtype)
+        if layer_condition is not None:
+            out = self.wn.transform_with(wn_input, layer_condition)
+        elif cond is not None:
+            out = self.wn.transform(wn_input, cond)
+        elif spect is not None:
+            out = self.wn.transform_spect(wn_input, spect)
+        else:
+            raise ValueError("pass the grouped mel (spect), its projection (cond) or layer_condition")
+        return tf.split(tf.cast(out, x0.dtype), 2, axis=-1)
 
-    def forward(self, x, spect=None, cond=None):
+    def forward(self, x, spect=None, cond=None, layer_condition=None, compute_dtype=None):
         """Returns ``(y, log_s)``; ``log_s`` is ``[batch, groups, n_half]``.
 
         Pass the grouped mel as ``spect``, or its projection
-        ``self.wn.project_condition(spect)`` as ``cond``.
+        ``self.wn.project_condition(spect)`` as ``cond``, or a function
+        ``(i, bias) -> [batch, groups, 2C]`` giving WN layer ``i``'s projected
+        condition plus ``bias`` as ``layer_condition`` (see
+        :meth:`WN.transform_with`). With ``compute_dtype`` (e.g. float16) WN
+        runs in that dtype while the affine step stays in ``x``'s dtype.
         """
-        cond = self.wn.project_condition(spect) if cond is None else cond
-        x0, x1 = x[:, :, : self.n_half], x[:, :, self.n_half :]
-        b, log_s = self._shift_and_log_scale(x0, cond)
+        x0, x1 = tf.split(x, 2, axis=-1)
+        b, log_s = self._shift_and_log_scale(x0, spect, cond, layer_condition, compute_dtype)
         return tf.concat([x0, tf.exp(log_s) * x1 + b], axis=-1), log_s
 
-    def inverse(self, y, spect=None, cond=None):
-        """Undoes :meth:`forward`: ``[batch, groups, channels] -> same``."""
-        cond = self.wn.project_condition(spect) if cond is None else cond
-        y0, y1 = y[:, :, : self.n_half], y[:, :, self.n_half :]
-        b, log_s = self._shift_and_log_scale(y0, cond)
+    def inverse(self, y, spect=None, cond=None, layer_condition=None, compute_dtype=None):
+        """Undoes :meth:`forward`: ``[batch, groups, channels] -> same`` (same arguments)."""
+        y0, y1 = tf.split(y, 2, axis=-1)
+        b, log_s = self._shift_and_log_scale(y0, spect, cond, layer_condition, compute_dtype)
         return tf.concat([y0, (y1 - b) * tf.exp(-log_s)], axis=-1)
 
     def call(self, x, spect):

@@ -1,15 +1,27 @@
-"""Non-causal dilated 1-D convolution by time-to-batch.
+"""Non-causal dilated 1-D convolution, computed without conv's own dilation.
 
-A dilated convolution with dilation ``d`` over ``[batch, time, channels]`` is an
-ordinary (dilation 1) convolution over ``d`` interleaved sub-sequences: sample
-``t`` belongs to phase ``t mod d``. ``time_to_batch`` moves the phases into the
-batch axis, a dense convolution runs on them, and ``batch_to_time`` interleaves
-the results back. "Same" padding of ``d * (k - 1) / 2`` on each side keeps the
-output centred on its input (no time shift) at any length; lengths not divisible
-by ``d`` are padded on the right and cropped again.
+Output ``t`` of a kernel-size-``k`` convolution with dilation ``d`` reads inputs
+``t + d * (j - (k - 1) / 2)``, ``j = 0 .. k - 1``, zero outside the sequence
+("same" padding, output centred on its input at any length). Three hand-rolled
+forms compute it:
 
-The ``native`` mode (``tf.nn.conv1d`` with ``dilations=d``) is kept only to
-compare the two.
+``time_to_batch`` (default)
+  Sample ``t`` belongs to phase ``t mod d``; the phases move into the batch axis,
+  a dense (dilation 1) convolution runs on them and ``batch_to_time`` interleaves
+  the results back. Lengths not divisible by ``d`` are padded on the right and
+  cropped again.
+``shifted_matmul``
+  The zero-padded input shifted by each tap's offset, concatenated on the
+  channel axis (``[batch, time, k * in]``), times the kernel reshaped to
+  ``[k * in, out]``: one large matrix product per layer, no transposes. It was
+  the fastest form on CPU for WaveGlow's sizes (``benchmarks/dilated_conv.py``,
+  ``docs/benchmarks.md``); select it with ``model.wn.dilated_conv: shifted_matmul``.
+``phase_conv2d``
+  The padded sequence reshaped (no transpose) to ``[batch, time / d, d, in]``: the
+  taps of output ``t`` are its neighbours along the first spatial axis, so an
+  undilated ``(k, 1)`` conv2d computes the dilated conv.
+
+The ``native`` mode (``tf.nn.conv1d`` with ``dilations=d``) is kept to compare.
 """
 
 from __future__ import annotations
@@ -18,8 +30,10 @@ import keras
 import tensorflow as tf
 
 from tfwaveglow.layers.kernel import KernelMixin, torch_default_initializer
+from tfwaveglow.layers.pointwise import pointwise
 
-MODES = ("time_to_batch", "native")
+MODES = ("shifted_matmul", "time_to_batch", "phase_conv2d", "native")
+DEFAULT_MODE = "time_to_batch"
 
 
 def time_to_batch(x: tf.Tensor, dilation: int) -> tf.Tensor:
@@ -62,24 +76,51 @@ def batch_to_time(x: tf.Tensor, dilation: int) -> tf.Tensor:
     return tf.reshape(x, [batch, steps * dilation, channels])
 
 
-def dilated_conv1d(x: tf.Tensor, kernel: tf.Tensor, dilation: int, mode: str = "time_to_batch") -> tf.Tensor:
-    """Centred ("same") dilated convolution, no bias.
+def _shifted_columns(x, kernel_size: int, dilation: int):
+    """``[B, T, C] -> [B, T, k * C]``: tap ``j`` holds ``x[t + d * (j - centre)]`` (zero outside)."""
+    time = tf.shape(x)[1]
+    half = dilation * (kernel_size - 1) // 2
+    padded = tf.pad(x, [[0, 0], [half, half], [0, 0]])
+    centre = (kernel_size - 1) // 2
+    taps = [x if j == centre else padded[:, dilation * j : dilation * j + time, :] for j in range(kernel_size)]
+    return taps[0] if kernel_size == 1 else tf.concat(taps, axis=-1)
 
-    Args:
-      x: ``[batch, time, in_channels]``, any ``time >= 1``.
-      kernel: ``[kernel_size, in_channels, out_channels]``, odd kernel_size.
-      dilation: dilation rate >= 1.
-      mode: ``time_to_batch`` (default) or ``native``.
 
-    Returns:
-      ``[batch, time, out_channels]``; output ``t`` sees inputs
-      ``t + dilation * (j - (kernel_size - 1) / 2)`` for tap ``j``.
-    """
-    kernel = tf.cast(kernel, x.dtype)
-    if mode == "native":
-        return tf.nn.conv1d(x, kernel, stride=1, padding="SAME", dilations=dilation)
-    if mode != "time_to_batch":
-        raise ValueError(f"unknown dilated conv mode {mode!r}; expected one of {MODES}")
+def _shifted_matmul(x, kernel, dilation):
+    kernel_size, in_channels, out_channels = kernel.shape
+    flat_kernel = tf.reshape(kernel, [kernel_size * in_channels, out_channels])
+
+    @tf.custom_gradient
+    def conv(x, flat_kernel):
+        columns = _shifted_columns(x, kernel_size, dilation)
+        y = pointwise(columns, flat_kernel)
+
+        def grad(dy):
+            # The kernel's gradient is columns^T dy; the input's gathers each tap's share of
+            # dy K^T back to the step it came from (one pad and k slices, no k padded copies).
+            flat_dy = tf.reshape(dy, [-1, out_channels])
+            d_kernel = tf.linalg.matmul(tf.reshape(columns, [-1, kernel_size * in_channels]), flat_dy, transpose_a=True)
+            d_columns = pointwise(dy, tf.transpose(flat_kernel))
+            time = tf.shape(x)[1]
+            half = dilation * (kernel_size - 1) // 2
+            centre = (kernel_size - 1) // 2
+            padded = tf.pad(d_columns, [[0, 0], [half, half], [0, 0]])
+            shares = [
+                padded[
+                    :,
+                    half - dilation * (j - centre) : half - dilation * (j - centre) + time,
+                    j * in_channels : (j + 1) * in_channels,
+                ]
+                for j in range(kernel_size)
+            ]
+            return tf.add_n(shares), d_kernel
+
+        return y, grad
+
+    return conv(x, flat_kernel)
+
+
+def _time_to_batch_conv(x, kernel, dilation):
     kernel_size = kernel.shape[0]
     half = dilation * (kernel_size - 1) // 2
     time = tf.shape(x)[1]
@@ -91,6 +132,43 @@ def dilated_conv1d(x: tf.Tensor, kernel: tf.Tensor, dilation: int, mode: str = "
     return y[:, :time, :]
 
 
+def _phase_conv2d(x, kernel, dilation):
+    kernel_size, in_channels, out_channels = kernel.shape
+    shape = tf.shape(x)
+    batch, time = shape[0], shape[1]
+    extra = (-time) % dilation  # zeros on the right: the same as "same" padding beyond the end
+    x = tf.pad(x, [[0, 0], [0, extra], [0, 0]])
+    # [B, T', C] -> [B, T' / d, d, C]: x[b, h, w] is sample h * d + w, its taps are rows h +- 1.
+    x = tf.reshape(x, [batch, (time + extra) // dilation, dilation, in_channels])
+    y = tf.nn.conv2d(x, tf.reshape(kernel, [kernel_size, 1, in_channels, out_channels]), 1, "SAME")
+    return tf.reshape(y, [batch, time + extra, out_channels])[:, :time, :]
+
+
+def dilated_conv1d(x: tf.Tensor, kernel: tf.Tensor, dilation: int, mode: str = DEFAULT_MODE) -> tf.Tensor:
+    """Centred ("same") dilated convolution, no bias.
+
+    Args:
+      x: ``[batch, time, in_channels]``, any ``time >= 1``.
+      kernel: ``[kernel_size, in_channels, out_channels]``, odd kernel_size.
+      dilation: dilation rate >= 1.
+      mode: one of :data:`MODES` (see the module docstring).
+
+    Returns:
+      ``[batch, time, out_channels]``; output ``t`` sees inputs
+      ``t + dilation * (j - (kernel_size - 1) / 2)`` for tap ``j``.
+    """
+    kernel = tf.cast(kernel, x.dtype)
+    if mode == "shifted_matmul":
+        return _shifted_matmul(x, kernel, dilation)
+    if mode == "time_to_batch":
+        return _time_to_batch_conv(x, kernel, dilation)
+    if mode == "phase_conv2d":
+        return _phase_conv2d(x, kernel, dilation)
+    if mode == "native":
+        return tf.nn.conv1d(x, kernel, stride=1, padding="SAME", dilations=dilation)
+    raise ValueError(f"unknown dilated conv mode {mode!r}; expected one of {MODES}")
+
+
 @keras.saving.register_keras_serializable(package="tfwaveglow")
 class DilatedConv1D(KernelMixin, keras.layers.Layer):
     """Dilated non-causal Conv1d with "same" length output and a bias.
@@ -100,7 +178,8 @@ class DilatedConv1D(KernelMixin, keras.layers.Layer):
       out_channels: output channels.
       kernel_size: odd number of taps.
       dilation_rate: spacing between taps.
-      mode: ``time_to_batch`` (hand-rolled, default) or ``native``.
+      mode: one of :data:`MODES`; ``time_to_batch`` (default), ``shifted_matmul`` and
+        ``phase_conv2d`` are hand-rolled, ``native`` is conv1d's own dilation.
       weight_norm: hold the kernel as ``g * v / ||v||``.
 
     Shapes: ``[batch, time, in_channels] -> [batch, time, out_channels]``.
@@ -114,7 +193,7 @@ class DilatedConv1D(KernelMixin, keras.layers.Layer):
         out_channels: int,
         kernel_size: int = 3,
         dilation_rate: int = 1,
-        mode: str = "time_to_batch",
+        mode: str = DEFAULT_MODE,
         weight_norm: bool = False,
         **kwargs,
     ):

@@ -54,3 +54,55 @@ class Upsampler(keras.layers.Layer):
         config = super().get_config()
         config.update(channels=self.channels, kernel_size=self.kernel_size, stride=self.stride)
         return config
+
+
+def compose_with_projection(
+    upsample_kernel, upsample_bias, projection_kernel, projection_bias, stride: int, n_group: int
+):
+    """The upsampler, the grouping into ``n_group`` samples and a 1x1 projection, as one linear map of frames.
+
+    Group step ``t = R f + r`` (``R = stride / n_group`` phases per frame) reads
+    frames ``f - Q + 1 .. f`` (``Q = ceil(kernel_size / stride)``); sample
+    ``n_group * t + j`` sits ``stride * (Q - 1 - q) + n_group * r + j`` taps after the
+    start of the frame in window slot ``q``. Summing the projection over the
+    grouped channels ``m * n_group + j`` gives, per slot and phase, a
+    ``[n_mel, out]`` matrix.
+
+    Args:
+      upsample_kernel: ``[kernel_size, n_mel (out), n_mel (in)]`` (:class:`Upsampler`'s layout).
+      upsample_bias: ``[n_mel]``.
+      projection_kernel: ``[n_mel * n_group, out]`` on the grouped mel (channel ``m * n_group + j``).
+      projection_bias: ``[out]``.
+      stride: the upsampler's stride (hop), a multiple of ``n_group``.
+      n_group: samples per group step.
+
+    Returns:
+      ``(kernel [Q * n_mel, R * out], bias [out])``: for :func:`frame_windows` ``w``,
+      ``reshape(w @ kernel, [B, F * R, out]) + bias`` is the projected grouped
+      mel of ``F * stride`` samples.
+    """
+    upsample_kernel = tf.convert_to_tensor(upsample_kernel, tf.float32)
+    projection_kernel = tf.convert_to_tensor(projection_kernel, tf.float32)
+    kernel_size, n_mel = upsample_kernel.shape[0], upsample_kernel.shape[1]
+    out = projection_kernel.shape[1]
+    windows = -(-kernel_size // stride)
+    phases = stride // n_group
+    taps = tf.pad(upsample_kernel, [[0, windows * stride - kernel_size], [0, 0], [0, 0]])
+    # [tap block, phase, j, m (out), m' (in)], tap = block * stride + phase * n_group + j; slot q <-> block Q - 1 - q.
+    taps = tf.reverse(tf.reshape(taps, [windows, phases, n_group, n_mel, n_mel]), axis=[0])
+    projection = tf.reshape(projection_kernel, [n_mel, n_group, out])
+    kernel = tf.einsum("qrjmn,mjo->qnro", taps, projection)
+    bias = tf.convert_to_tensor(projection_bias, tf.float32) + tf.einsum(
+        "m,mjo->o", tf.convert_to_tensor(upsample_bias, tf.float32), projection
+    )
+    return tf.reshape(kernel, [windows * n_mel, phases * out]), bias
+
+
+def frame_windows(mel, window_frames: int):
+    """``[B, F, n_mel] -> [B, F, window_frames * n_mel]``: frame ``f`` with the frames before it.
+
+    Slot ``q`` of row ``f`` holds frame ``f - window_frames + 1 + q`` (zeros before frame 0).
+    """
+    frames = tf.shape(mel)[1]
+    padded = tf.pad(mel, [[0, 0], [window_frames - 1, 0], [0, 0]])
+    return tf.concat([padded[:, q : q + frames, :] for q in range(window_frames)], axis=-1)

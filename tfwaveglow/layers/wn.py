@@ -5,8 +5,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tfwaveglow.layers.dilated_conv import DilatedConv1D
-from tfwaveglow.layers.pointwise import PointwiseConv
+from tfwaveglow.layers.dilated_conv import DEFAULT_MODE, DilatedConv1D, dilated_conv1d
+from tfwaveglow.layers.pointwise import PointwiseConv, pointwise
 
 
 @keras.saving.register_keras_serializable(package="tfwaveglow")
@@ -27,7 +27,7 @@ class WN(keras.layers.Layer):
       n_layers: residual layers L.
       n_channels: residual channels C.
       kernel_size: taps of the dilated convolutions.
-      dilated_conv: ``time_to_batch`` or ``native``.
+      dilated_conv: a mode of :mod:`tfwaveglow.layers.dilated_conv`.
       weight_norm: weight-normalise every conv but ``end``.
 
     Shapes: audio ``[batch, groups, in_channels]`` and grouped mel
@@ -41,7 +41,7 @@ class WN(keras.layers.Layer):
         n_layers: int = 8,
         n_channels: int = 256,
         kernel_size: int = 3,
-        dilated_conv: str = "time_to_batch",
+        dilated_conv: str = DEFAULT_MODE,
         weight_norm: bool = False,
         **kwargs,
     ):
@@ -85,23 +85,85 @@ class WN(keras.layers.Layer):
 
     def transform(self, audio, cond):
         """WN body on a projected condition: ``[B, G, n_half], [B, G, 2CL] -> [B, G, 2 * n_half]``."""
-        c = self.n_channels
-        x = self.start(audio)
+        # tf.split, not slices: its gradient is one concat, a slice's a zero-filled full-size tensor each.
+        per_layer = tf.split(cond, self.n_layers, axis=-1)
+        return self.transform_with(audio, lambda i, bias: per_layer[i] + tf.cast(bias, cond.dtype))
+
+    def transform_spect(self, audio, spect):
+        """WN body on the grouped mel ``[B, G, cond_channels]``: ``-> [B, G, 2 * n_half]``.
+
+        Each layer projects the mel onto its own ``2C`` slice of ``cond_layer``
+        right where it is needed, so no ``[B, G, 2CL]`` tensor is ever held.
+        """
+        kernels = tf.split(self.cond_layer.effective_kernel(), self.n_layers, axis=1)
+        biases = tf.split(tf.convert_to_tensor(self.cond_layer.bias), self.n_layers)
+
+        def layer_condition(i, bias):
+            return pointwise(spect, kernels[i], biases[i] + bias)
+
+        return self.transform_with(audio, layer_condition)
+
+    def transform_with(self, audio, layer_condition):
+        """WN body with the conditioning given per layer.
+
+        The weights are regrouped, exactly, into fewer multiply-adds: ``start``
+        is linear, so layer 0's dilated conv runs on the ``n_half`` audio channels
+        (plus a constant channel for ``start``'s bias) with the composed kernel
+        ``start . in_layers[0]``; and ``end`` is linear, so every layer's skip
+        half goes straight to ``2 * n_half`` channels through ``skip_i . end``
+        (no summed ``C``-channel skip tensor). The regrouped kernels are
+        products of the variables, formed at every call: training sees its
+        current weights and gradients reach every variable.
+
+        Args:
+          audio: ``[B, G, n_half]``.
+          layer_condition: ``(i, bias) -> [B, G, 2C]``: layer ``i``'s projected
+            condition (``cond_layer``'s bias included) plus ``bias`` (``[2C]``
+            float32, the dilated conv's bias, added here so that it rides on
+            the projection's bias), in ``audio``'s dtype.
+
+        Returns:
+          ``[B, G, 2 * n_half]``: ``(b, log_s)`` concatenated.
+        """
+        dtype = audio.dtype
+        start_kernel = tf.cast(self.start.effective_kernel(), dtype)
+        start_bias = tf.cast(self.start.bias, dtype)
+        end_kernel = tf.cast(self.end.effective_kernel(), dtype)
+        x = pointwise(audio, start_kernel, start_bias)
+
+        # Layer 0 on [audio, 1]: zero padding of [audio, 1] is zero padding of start(audio).
+        first = self.in_layers[0]
+        start_augmented = tf.concat([start_kernel, start_bias[None, :]], axis=0)  # [n_half + 1, C]
+        first_kernel = tf.einsum("ic,kco->kio", start_augmented, tf.cast(first.effective_kernel(), dtype))
+        ones = tf.ones(tf.concat([tf.shape(audio)[:-1], [1]], axis=0), dtype)
+        pre_activation = dilated_conv1d(tf.concat([audio, ones], axis=-1), first_kernel, 1, first.mode)
+
         output = None
+        skip_bias = None
         for i in range(self.n_layers):
-            acts = self.in_layers[i](x) + cond[:, :, 2 * c * i : 2 * c * (i + 1)]
-            acts = tf.tanh(acts[:, :, :c]) * tf.sigmoid(acts[:, :, c:])
-            res_skip = self.res_skip_layers[i](acts)
+            layer = self.in_layers[i]
+            if i > 0:
+                pre_activation = dilated_conv1d(x, layer.effective_kernel(), layer.dilation_rate, layer.mode)
+            acts = pre_activation + layer_condition(i, tf.convert_to_tensor(layer.bias))
+            # Splits rather than slices throughout: cheaper gradients (see transform).
+            in_act, gate = tf.split(acts, 2, axis=-1)
+            acts = tf.tanh(in_act) * tf.sigmoid(gate)
+            res_skip_kernel = tf.cast(self.res_skip_layers[i].effective_kernel(), dtype)
+            res_skip_bias = tf.cast(self.res_skip_layers[i].bias, dtype)
             if i < self.n_layers - 1:
-                x = x + res_skip[:, :, :c]
-                skip = res_skip[:, :, c:]
+                res_kernel, skip_kernel = tf.split(res_skip_kernel, 2, axis=1)
+                res_bias, bias = tf.split(res_skip_bias, 2)
+                x = x + pointwise(acts, res_kernel, res_bias)
             else:
-                skip = res_skip
+                skip_kernel, bias = res_skip_kernel, res_skip_bias
+            skip = pointwise(acts, tf.linalg.matmul(skip_kernel, end_kernel))
             output = skip if output is None else output + skip
-        return self.end(output)
+            skip_bias = bias if skip_bias is None else skip_bias + bias
+        end_bias = tf.cast(self.end.bias, dtype) + tf.linalg.matvec(end_kernel, skip_bias, transpose_a=True)
+        return output + end_bias
 
     def call(self, audio, spect):
-        return self.transform(audio, self.project_condition(spect))
+        return self.transform_spect(audio, spect)
 
     def get_config(self):
         config = super().get_config()

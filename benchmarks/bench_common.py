@@ -1,0 +1,198 @@
+"""Shared pieces of the speed benchmarks: threads, machine facts, interleaved timing, JSON lines.
+
+Every benchmark prints one JSON object per measurement on its own line. Figures
+that compare TensorFlow with PyTorch are taken in the same process, the two
+interleaved repetition by repetition, so that a change in machine load hits both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REFERENCE_DIR = os.path.join(REPO_ROOT, "tests", "reference")
+
+
+def setup_threads(threads: int, torch_too: bool = True) -> None:
+    """Same thread count for TensorFlow (intra-op; one inter-op thread) and PyTorch.
+
+    Must run before TensorFlow executes its first op.
+    """
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")  # no retracing notes: benchmarks build one function per configuration
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        # TensorFlow already ran (the benchmark was called in-process): keep its pools, and say so.
+        print(f"note: TensorFlow's thread pools were already set; --threads={threads} not applied", file=sys.stderr)
+    if torch_too:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_info(threads: int) -> dict:
+    """Machine facts recorded with every measurement (load average at the time included)."""
+    import tensorflow as tf
+
+    gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "tf_intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "gpu": gpus or None,
+        "load_1min": round(os.getloadavg()[0], 2),
+        "tf": tf.__version__,
+    }
+
+
+def emit(record: dict) -> None:
+    """Prints one measurement as a JSON line."""
+    print(json.dumps(record, sort_keys=False), flush=True)
+
+
+def time_interleaved(functions: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, dict]:
+    """Runs each function ``warmup`` times, then ``repeats`` rounds of all of them in turn.
+
+    The order rotates from round to round, so no function always runs right
+    after the same neighbour. Each function must block until its result exists.
+
+    Returns:
+      name -> ``{"median_s", "min_s", "cpu_median_s", "times_s"}``; wall-clock
+      seconds, and the process's CPU seconds (all threads) per call.
+    """
+    names = list(functions)
+    for name in names:
+        for _ in range(warmup):
+            functions[name]()
+    wall = {name: [] for name in names}
+    cpu = {name: [] for name in names}
+    for round_index in range(repeats):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            c0, t0 = time.process_time(), time.perf_counter()
+            functions[name]()
+            wall[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+    return {
+        name: {
+            "median_s": statistics.median(wall[name]),
+            "min_s": min(wall[name]),
+            "cpu_median_s": statistics.median(cpu[name]),
+            "times_s": [round(t, 4) for t in wall[name]],
+        }
+        for name in names
+    }
+
+
+def import_reference():
+    """The PyTorch reference of NVIDIA's WaveGlow (``tests/reference/glow.py``) as module ``glow``."""
+    if REFERENCE_DIR not in sys.path:
+        sys.path.insert(0, REFERENCE_DIR)
+    import glow
+
+    return glow
+
+
+def torch_reference_from(model, weight_norm: bool = False):
+    """A PyTorch reference WaveGlow holding ``model``'s weights.
+
+    Args:
+      model: a :class:`tfwaveglow.WaveGlow` (any weight-norm state).
+      weight_norm: keep PyTorch's weight norm (``g``, ``v``; as NVIDIA trains), else
+        remove it (plain weights, as NVIDIA synthesises).
+
+    Returns:
+      ``glow.WaveGlow`` in eval mode computing the same function as ``model``.
+    """
+    import numpy as np
+    import torch
+
+    glow = import_reference()
+    reference = glow.WaveGlow(
+        n_mel_channels=model.n_mel_channels,
+        n_flows=model.n_flows,
+        n_group=model.n_group,
+        n_early_every=model.n_early_every,
+        n_early_size=model.n_early_size,
+        WN_config={
+            "n_layers": model.wn_n_layers,
+            "n_channels": model.wn_n_channels,
+            "kernel_size": model.wn_kernel_size,
+        },
+        upsample_kernel_size=model.upsample_kernel_size,
+        upsample_stride=model.upsample_stride,
+    )
+
+    def tensor(array):
+        return torch.from_numpy(np.ascontiguousarray(np.asarray(array, np.float32)))
+
+    def set_conv(module, kernel, bias):
+        """kernel in our layout ([in, out] or [k, in, out]) -> PyTorch [out, in, k]."""
+        kernel = np.asarray(kernel)
+        weight = kernel.T[:, :, None] if kernel.ndim == 2 else kernel.transpose(2, 1, 0)
+        if hasattr(module, "weight_v"):
+            module.weight_v.data = tensor(weight)
+            module.weight_g.data = tensor(np.linalg.norm(weight.reshape(weight.shape[0], -1), axis=1))[:, None, None]
+        else:
+            module.weight.data = tensor(weight)
+        module.bias.data = tensor(bias)
+
+    with torch.no_grad():
+        reference.upsample.weight.data = tensor(model.upsample.kernel.numpy().transpose(2, 1, 0))
+        reference.upsample.bias.data = tensor(model.upsample.bias.numpy())
+        layers = model.named_layers()
+        for name, layer in layers.items():
+            if name.startswith("convinv."):
+                k = int(name.split(".")[1])
+                reference.convinv[k].conv.weight.data = tensor(layer.kernel.numpy()[:, :, None])
+            elif name.startswith("WN."):
+                _, k, rest = name.split(".", 2)
+                module = reference.WN[int(k)]
+                for part in rest.split("."):
+                    module = module[int(part)] if part.isdigit() else getattr(module, part)
+                set_conv(module, layer.effective_kernel().numpy(), layer.bias.numpy())
+    if not weight_norm:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            for module in reference.modules():
+                if hasattr(module, "weight_g"):
+                    torch.nn.utils.remove_weight_norm(module)
+    return reference.eval()
+
+
+def parse(flag_values, argv: list[str]) -> None:
+    """Parses a full command line (program name first) into a benchmark's own ``FlagValues``."""
+    flag_values.unparse_flags()
+    rest = flag_values(argv, known_only=True)
+    if len(rest) > 1:
+        raise ValueError(f"unknown arguments: {rest[1:]}")
+
+
+def run(main: Callable[[list[str]], None]) -> None:
+    """Script entry: ``main(sys.argv)`` under absl (benchmarks keep their flags in their own FlagValues)."""
+    from absl import app, flags
+
+    app.run(lambda _: main(sys.argv), flags_parser=lambda argv: flags.FLAGS(argv[:1]))

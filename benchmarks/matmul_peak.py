@@ -1,0 +1,72 @@
+"""The machine's float32 matrix-multiply rate, TensorFlow and PyTorch, same threads; prints JSON.
+
+    PYTHONPATH=. python benchmarks/matmul_peak.py [--threads=2] [--sizes=1024,2048,3072] [--quick]
+
+The best of the sizes is taken as the machine's practical peak: the figure the
+synthesis and training benchmarks divide by to say what fraction of it they reach.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import flags
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_common  # noqa: E402
+
+FLAGS = flags.FlagValues()
+flags.DEFINE_integer("threads", 2, "Threads for TensorFlow and PyTorch.", flag_values=FLAGS)
+flags.DEFINE_list("sizes", ["1024", "2048", "3072"], "Square matrix sizes.", flag_values=FLAGS)
+flags.DEFINE_integer("repeats", 7, "Timed rounds.", flag_values=FLAGS)
+flags.DEFINE_bool("torch", True, "Time torch.mm too.", flag_values=FLAGS)
+flags.DEFINE_bool("quick", False, "Smoke run: one 256 x 256 product, 2 rounds.", flag_values=FLAGS)
+
+
+def _functions(n: int, use_torch: bool) -> dict:
+    import numpy as np
+    import tensorflow as tf
+
+    a = np.random.default_rng(n).standard_normal((n, n)).astype(np.float32)
+    b = np.random.default_rng(n + 1).standard_normal((n, n)).astype(np.float32)
+    ta, tb = tf.constant(a), tf.constant(b)
+    product = tf.function(tf.linalg.matmul)
+    functions = {"tf": lambda: product(ta, tb).numpy()}
+    if use_torch:
+        import torch
+
+        pa, pb = torch.from_numpy(a), torch.from_numpy(b)
+        functions["torch"] = lambda: torch.mm(pa, pb)
+    return functions
+
+
+def matmul_peak(sizes, repeats: int, use_torch: bool = True) -> dict:
+    """Best float32 matmul rate over ``sizes``, in GMAC/s (multiply-adds per second / 1e9).
+
+    Returns:
+      ``{"tf_gmac_per_s", "torch_gmac_per_s" (if timed), "peak_gmac_per_s", "by_size"}``.
+    """
+    rates = {"tf": {}, "torch": {}}
+    for n in sizes:
+        for name, t in bench_common.time_interleaved(_functions(n, use_torch), repeats).items():
+            rates[name][n] = round(n**3 / t["median_s"] / 1e9, 1)
+    result = {"tf_gmac_per_s": max(rates["tf"].values())}
+    if use_torch:
+        result["torch_gmac_per_s"] = max(rates["torch"].values())
+    result["peak_gmac_per_s"] = max(result.values())
+    result["by_size"] = {name: by for name, by in rates.items() if by}
+    return result
+
+
+def main(argv):
+    bench_common.parse(FLAGS, argv)
+    if FLAGS.quick:
+        FLAGS.sizes, FLAGS.repeats = ["256"], 2
+    bench_common.setup_threads(FLAGS.threads, torch_too=FLAGS.torch)
+    peak = matmul_peak([int(n) for n in FLAGS.sizes], FLAGS.repeats, FLAGS.torch)
+    bench_common.emit({"benchmark": "matmul_peak", **peak, **bench_common.machine_info(FLAGS.threads)})
+
+
+if __name__ == "__main__":
+    bench_common.run(main)

@@ -1,0 +1,217 @@
+"""Synthesis throughput of tfwaveglow next to the PyTorch reference of NVIDIA's model; prints JSON.
+
+    PYTHONPATH=. python benchmarks/synthesis_speed.py [--models=default,small] [--seconds=1,10]
+        [--batches=1,8] [--paths=infer,composed] [--threads=2] [--repeats=3] [--quick]
+
+Both frameworks get the same weights (random, non-trivial), the same mel and
+the same latent, in the same process and thread count, timed in interleaved
+rounds (median reported). PyTorch runs ``tests/reference/glow.py`` with weight
+norm removed under ``torch.inference_mode``, as NVIDIA synthesises. TensorFlow
+paths:
+
+``infer``     ``model.infer_fn``: the compiled ``model.infer`` (pinned signature).
+``composed``  the same with ``model.compose_conditioning()`` (2 GB for the default model).
+``bfloat16``  ``model.infer_function(mel_dtype=tf.bfloat16)``: WNs in bfloat16, flow in float32.
+
+One JSON line per (model, seconds, batch): per path the median seconds, kHz of
+audio per second, real-time factor (compute time / audio duration; < 1 is
+faster than real time), the speed ratio to PyTorch, and the fraction of the
+machine's matmul peak (``benchmarks/matmul_peak.py``) reached, counting the
+multiply-adds of NVIDIA's formulation (``nominal``) and those actually executed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import flags
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_common  # noqa: E402
+
+FLAGS = flags.FlagValues()
+flags.DEFINE_list(
+    "models", ["default", "small"], "default (params.yaml), small (configs/small.yaml).", flag_values=FLAGS
+)
+flags.DEFINE_list("seconds", ["1", "10"], "Audio durations to synthesise (seconds at 22.05 kHz).", flag_values=FLAGS)
+flags.DEFINE_list("batches", ["1", "8"], "Batch sizes.", flag_values=FLAGS)
+flags.DEFINE_list("paths", ["infer", "composed"], "TensorFlow paths: infer, composed, bfloat16.", flag_values=FLAGS)
+flags.DEFINE_bool("torch", True, "Time the PyTorch reference too.", flag_values=FLAGS)
+flags.DEFINE_integer("threads", 2, "Threads for TensorFlow and PyTorch.", flag_values=FLAGS)
+flags.DEFINE_integer("repeats", 3, "Timed rounds (after a warm-up on a short input).", flag_values=FLAGS)
+flags.DEFINE_list("peak_sizes", ["2048"], "Matmul sizes for the peak (empty: skip).", flag_values=FLAGS)
+flags.DEFINE_string("dilated_conv", None, "Override model.wn.dilated_conv.", flag_values=FLAGS)
+flags.DEFINE_bool("quick", False, "Smoke run: a tiny model, 0.1 s, batch 1, one round.", flag_values=FLAGS)
+
+TINY = {"model.n_flows": 4, "model.wn.n_layers": 2, "model.wn.n_channels": 8}
+
+
+def load_model_params(name: str):
+    import tfwaveglow
+
+    root = bench_common.REPO_ROOT
+    if name == "default":
+        return tfwaveglow.load_params(os.path.join(root, "params.yaml"))
+    if name == "small":
+        return tfwaveglow.load_params(os.path.join(root, "configs", "small.yaml"))
+    if name == "tiny":
+        return tfwaveglow.load_params(os.path.join(root, "params.yaml"), overrides=TINY)
+    raise ValueError(f"unknown model {name!r}: default, small or tiny")
+
+
+def random_model(params, dilated_conv=None):
+    """A folded model with random weights that make every coupling non-trivial (``end`` is not zero)."""
+    import numpy as np
+
+    import tfwaveglow
+
+    model = tfwaveglow.WaveGlow.from_params(params, dilated_conv=dilated_conv)
+    rng = np.random.default_rng(0)
+    for coupling in model.couplings:
+        end = coupling.wn.end
+        scale = 0.1 / np.sqrt(end.kernel.shape[0])
+        end.kernel.assign(rng.normal(0.0, scale, end.kernel.shape).astype(np.float32))
+        end.bias.assign(rng.normal(0.0, 0.01, end.bias.shape).astype(np.float32))
+    return model
+
+
+def macs_per_sample(model) -> dict:
+    """Multiply-adds per audio sample: NVIDIA's formulation and what ``infer`` executes (with and without composing).
+
+    Elementwise work (gates, affine steps) is left out; it is not matrix work.
+    """
+    g, c, L, k = model.n_group, model.wn_n_channels, model.wn_n_layers, model.wn_kernel_size
+    n_mel = model.n_mel_channels
+    windows = -(-model.upsample_kernel_size // model.upsample_stride)
+    upsampler = n_mel * n_mel * windows  # each output sample sums `windows` frames
+    nominal = upsampler * g
+    direct = upsampler * g
+    composed = 0
+    remaining = g
+    for flow in range(model.n_flows):
+        if model._early_output_before(flow):
+            remaining -= model.n_early_size
+        n_half = remaining // 2
+        convinv = remaining * remaining * 2  # forward/inverse 1x1 conv (inverse: W^-1, counted alike)
+        start, end = n_half * c, c * 2 * n_half
+        in_layers = L * k * c * 2 * c
+        cond = n_mel * g * 2 * c * L
+        res_skip = (L - 1) * c * 2 * c + c * c
+        nominal += convinv + start + in_layers + cond + res_skip + end
+        # Executed: layer 0 on [audio, 1] with start . in_layers[0]; skip . end per layer; residual halves.
+        wn_direct = start + k * (n_half + 1) * 2 * c + (L - 1) * k * c * 2 * c + (L - 1) * c * c + L * c * 2 * n_half
+        direct += convinv + wn_direct + cond
+        composed += convinv + wn_direct + windows * n_mel * 2 * c * L
+    return {"nominal": nominal / g, "infer": direct / g, "composed": composed / g}
+
+
+def main(argv):
+    bench_common.parse(FLAGS, argv)
+    if FLAGS.quick:
+        FLAGS.models, FLAGS.seconds, FLAGS.batches, FLAGS.repeats = ["tiny"], ["0.1"], ["1"], 1
+        FLAGS.peak_sizes = ["256"]
+    bench_common.setup_threads(FLAGS.threads, torch_too=FLAGS.torch)
+    import tensorflow as tf
+    from matmul_peak import matmul_peak
+
+    info = bench_common.machine_info(FLAGS.threads)
+    peak = matmul_peak([int(n) for n in FLAGS.peak_sizes], 3, FLAGS.torch) if FLAGS.peak_sizes else None
+    if peak:
+        bench_common.emit({"benchmark": "matmul_peak", **peak, **info})
+    for model_name in FLAGS.models:
+        params = load_model_params(model_name)
+        model = random_model(params, FLAGS.dilated_conv)
+        functions_by_path = {}
+        if "infer" in FLAGS.paths:
+            functions_by_path["infer"] = model.infer_fn
+        if "composed" in FLAGS.paths:
+            functions_by_path["composed"] = model.infer_function(conditioning=model.compose_conditioning())
+        if "bfloat16" in FLAGS.paths:
+            functions_by_path["bfloat16"] = model.infer_function(mel_dtype=tf.bfloat16)
+        reference = bench_common.torch_reference_from(model) if FLAGS.torch else None
+        for seconds in (float(s) for s in FLAGS.seconds):
+            for batch in (int(b) for b in FLAGS.batches):
+                record = measure(model, functions_by_path, reference, seconds, batch, FLAGS.repeats, peak)
+                record["model"] = model_name
+                bench_common.emit({**record, **info, "load_1min_after": round(os.getloadavg()[0], 2)})
+
+
+def _tf_runner(fn, mel, sigma, z, outputs: dict, path: str):
+    def run():
+        outputs[path] = fn(mel, sigma, z).numpy()
+
+    return run
+
+
+def _torch_runner(reference, mel_np, z_np, outputs: dict):
+    import torch
+
+    spect = torch.from_numpy(mel_np).transpose(1, 2)
+    z = torch.from_numpy(z_np).transpose(1, 2)
+
+    def run():
+        with torch.inference_mode():
+            outputs["torch"] = reference.infer(spect, sigma=0.6, z=z).numpy()
+
+    return run
+
+
+def measure(model, functions_by_path: dict, reference, seconds: float, batch: int, repeats: int, peak) -> dict:
+    """Times every TensorFlow path and the PyTorch reference on one (duration, batch); returns the record."""
+    import numpy as np
+    import tensorflow as tf
+
+    hop, g, sr = model.hop_length, model.n_group, 22050
+    frames = max(1, round(seconds * sr / hop))
+    rng = np.random.default_rng(frames * 10 + batch)
+    mel_np = rng.normal(-5.0, 2.0, (batch, frames, model.n_mel_channels)).astype(np.float32)
+    z_np = rng.standard_normal((batch, frames * hop // g, g)).astype(np.float32)
+    mel, z, sigma = tf.constant(mel_np), tf.constant(z_np), tf.constant(0.6)
+    outputs, functions = {}, {}
+    for path, fn in functions_by_path.items():
+        path_mel = tf.cast(mel, tf.bfloat16) if path == "bfloat16" else mel
+        functions[path] = _tf_runner(fn, path_mel, sigma, z, outputs, path)
+        fn(path_mel[:, :2], sigma, z[:, : 2 * hop // g])  # traces once; longer inputs reuse the trace
+    if reference is not None:
+        functions["torch"] = _torch_runner(reference, mel_np, z_np, outputs)
+    timings = bench_common.time_interleaved(functions, repeats, warmup=0)
+    samples = batch * frames * hop
+    work = macs_per_sample(model)
+    record = {
+        "benchmark": "synthesis",
+        "wn_channels": model.wn_n_channels,
+        "audio_seconds": round(frames * hop / sr, 3),
+        "batch": batch,
+        "frames": frames,
+        "macs_per_sample": {k: int(v) for k, v in work.items()},
+    }
+    torch_time = timings["torch"]["median_s"] if "torch" in timings else None
+    for name, t in timings.items():
+        entry = {
+            "median_s": round(t["median_s"], 4),
+            "cpu_median_s": round(t["cpu_median_s"], 4),
+            "khz": round(samples / t["median_s"] / 1e3, 2),
+            "rtf": round(t["median_s"] / (samples / sr), 4),
+            "times_s": t["times_s"],
+        }
+        if torch_time and name != "torch":
+            entry["speedup_vs_torch"] = round(torch_time / t["median_s"], 3)
+        if peak:
+            rate = samples / t["median_s"] / 1e9 / peak["peak_gmac_per_s"]
+            executed = work.get(name, work["nominal"] if name == "torch" else work["infer"])
+            entry["peak_fraction_nominal"] = round(rate * work["nominal"], 3)
+            entry["peak_fraction_executed"] = round(rate * executed, 3)
+        record[name] = entry
+    if "torch" in outputs:
+        scale = float(np.max(np.abs(outputs["torch"]))) or 1.0
+        record["max_rel_diff_vs_torch"] = {
+            name: float(f"{np.max(np.abs(out - outputs['torch'])) / scale:.3g}")
+            for name, out in outputs.items()
+            if name != "torch"
+        }
+    return record
+
+
+if __name__ == "__main__":
+    bench_common.run(main)
