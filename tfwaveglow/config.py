@@ -37,6 +37,7 @@ __all__ = [
 ]
 
 DILATED_CONV_CHOICES = ("shifted_matmul", "time_to_batch", "phase_conv2d", "native")
+LR_SCHEDULE_CHOICES = ("constant", "exponential", "cosine")
 
 
 class ConfigError(ValueError):
@@ -101,6 +102,30 @@ class TrainParams:
     # Train with PyTorch-style weight normalisation (w = g * v / ||v||) as NVIDIA
     # does; inference models and exports always hold the folded kernels.
     weight_norm: bool = True
+    steps: int = 500000
+    # Adam at learning_rate, optionally warmed up linearly over lr_warmup_steps and then
+    # decayed: "exponential" multiplies by lr_decay_rate every lr_decay_steps; "cosine"
+    # falls to learning_rate * lr_decay_rate over lr_decay_steps and stays there.
+    lr_schedule: str = "constant"
+    lr_warmup_steps: int = 0
+    lr_decay_steps: int = 100000
+    lr_decay_rate: float = 0.5
+    grad_clip_norm: float = 0.0  # clip the global gradient norm to this; 0 turns clipping off
+    jit_compile: bool = False
+    # mixed_float16 with dynamic loss scaling; applied only where a GPU is present.
+    mixed_precision: bool = True
+    # Op determinism and per-epoch data seeds: a resumed run repeats an unbroken one.
+    deterministic: bool = False
+    # Non-finite steps are skipped; this many in a row stops training.
+    max_consecutive_nonfinite: int = 10
+    checkpoint_every: int = 2000
+    max_to_keep: int = 5
+    log_every: int = 100
+    summary_every: int = 100
+    validate_every: int = 2000
+    audio_summary_every: int = 10000
+    valid_filelist: str = ""  # utterance ids for validation NLL and audio; "" = no validation
+    valid_max_clips: int = 0  # validate on the first N ids of valid_filelist; 0 = all
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,7 +202,25 @@ class Params:
             (t.batch_size >= 1, f"train.batch_size must be >= 1, got {t.batch_size}"),
             (t.learning_rate > 0, f"train.learning_rate must be > 0, got {t.learning_rate}"),
             (t.sigma > 0, f"train.sigma must be > 0, got {t.sigma}"),
+            (t.steps >= 1, f"train.steps must be >= 1, got {t.steps}"),
+            (
+                t.lr_schedule in LR_SCHEDULE_CHOICES,
+                f"train.lr_schedule must be one of {LR_SCHEDULE_CHOICES}, got {t.lr_schedule!r}",
+            ),
+            (t.lr_warmup_steps >= 0, f"train.lr_warmup_steps must be >= 0, got {t.lr_warmup_steps}"),
+            (t.lr_decay_steps >= 1, f"train.lr_decay_steps must be >= 1, got {t.lr_decay_steps}"),
+            (0 < t.lr_decay_rate <= 1, f"train.lr_decay_rate must be in (0, 1], got {t.lr_decay_rate}"),
+            (t.grad_clip_norm >= 0, f"train.grad_clip_norm must be >= 0 (0 = off), got {t.grad_clip_norm}"),
+            (
+                t.max_consecutive_nonfinite >= 1,
+                f"train.max_consecutive_nonfinite must be >= 1, got {t.max_consecutive_nonfinite}",
+            ),
+            (t.max_to_keep >= 1, f"train.max_to_keep must be >= 1, got {t.max_to_keep}"),
+            (t.valid_max_clips >= 0, f"train.valid_max_clips must be >= 0 (0 = all), got {t.valid_max_clips}"),
         ]
+        for key in ("checkpoint_every", "log_every", "summary_every", "validate_every", "audio_summary_every"):
+            value = getattr(t, key)
+            rules.append((value >= 1, f"train.{key} must be >= 1, got {value}"))
         # The channels left after every early output must still split into two equal halves.
         remaining = m.n_group
         for k in range(1, m.n_flows):

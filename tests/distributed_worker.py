@@ -1,0 +1,78 @@
+"""A training process for the distribution tests (run as a script by tests/test_training.py).
+
+python tests/distributed_worker.py mirrored OUT_DIR
+    Two logical CPU devices: trains the tiny model 4 steps with MirroredStrategy and
+    with the default strategy from the same weights; writes weights_{initial,mirrored,default}.npz.
+TF_CONFIG=... python tests/distributed_worker.py multi_worker OUT_DIR
+    One worker of a MultiWorkerMirroredStrategy cluster: trains 4 steps into
+    OUT_DIR/run_multi_worker and writes weights_worker<index>.npz; worker 0 then
+    trains the same steps on one device and writes weights_single.npz.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+STEPS = 4
+
+
+def weights(model):
+    from tfwaveglow.model_io import weights_to_arrays
+
+    return weights_to_arrays(model)
+
+
+def main(mode: str, out_dir: str) -> None:
+    if mode == "mirrored":
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from tfwaveglow import training
+
+    # Created before anything else runs: MultiWorkerMirroredStrategy configures the runtime.
+    strategy = training.create_strategy(mode)
+    import test_training as tt
+
+    params = tt.tiny_params(train__deterministic=True, train__checkpoint_every=STEPS)
+    mel, audio = tt.clips(12)
+    dataset_fn = tt.stream_fn(mel, audio)
+    print("replicas", strategy.num_replicas_in_sync, flush=True)
+
+    if mode == "mirrored":
+        single = training.Trainer(params, os.path.join(out_dir, "run_default"))
+        single.restore()
+        mirrored = training.Trainer(params, os.path.join(out_dir, "run_mirrored"), strategy=strategy)
+        mirrored.restore()
+        mirrored.model.set_weights(single.model.get_weights())
+        np.savez(os.path.join(out_dir, "weights_initial.npz"), **weights(single.model))
+        valid = tf.data.Dataset.from_tensor_slices(tt.clips(2, seed=5)).batch(1)
+        summaries = {
+            "mirrored": mirrored.fit(dataset_fn, valid, steps=STEPS),
+            "default": single.fit(dataset_fn, valid, steps=STEPS),
+        }
+        np.savez(os.path.join(out_dir, "weights_mirrored.npz"), **weights(mirrored.model))
+        np.savez(os.path.join(out_dir, "weights_default.npz"), **weights(single.model))
+        with open(os.path.join(out_dir, "summaries.json"), "w", encoding="utf-8") as f:
+            json.dump(summaries, f)
+        return
+
+    index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+    trainer = training.Trainer(params, os.path.join(out_dir, "run_multi_worker"), strategy=strategy)
+    trainer.restore()
+    trainer.fit(dataset_fn, steps=STEPS)
+    np.savez(os.path.join(out_dir, f"weights_worker{index}.npz"), **weights(trainer.model))
+    if index == 0:
+        single = training.Trainer(params, os.path.join(out_dir, "run_single"), strategy=tf.distribute.get_strategy())
+        single.restore()
+        single.fit(dataset_fn, steps=STEPS)
+        np.savez(os.path.join(out_dir, "weights_single.npz"), **weights(single.model))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

@@ -1,0 +1,80 @@
+"""Trains WaveGlow on a preprocessed corpus, resuming from the run directory's last checkpoint.
+
+    python train.py --filelist=corpus/train.txt --wave_dir=corpus/wavs --lc_dir=corpus/mels \\
+        --model_dir=runs/exp1 [--params=params.yaml] [--params_override=train.batch_size=8 ...] \\
+        [--init_from=DIR] [--strategy=default|mirrored|multi_worker] [--valid_filelist=corpus/valid.txt]
+
+The config is ``--params`` if given, else the ``params.yaml`` of an existing run in
+``--model_dir``, else the built-in defaults; ``--params_override`` entries
+(``section.key=value``, repeatable) apply on top.
+"""
+
+from __future__ import annotations
+
+import os
+
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("filelist", None, "Training utterance ids, one per line.")
+flags.DEFINE_string("wave_dir", None, "Directory of the wav files.")
+flags.DEFINE_string("lc_dir", None, "Directory of the mel spectrograms (local conditions).")
+flags.DEFINE_string("model_dir", None, "Run directory: params.yaml, checkpoints/, inference/, summaries.")
+flags.DEFINE_string("params", None, "YAML config (default: the run's params.yaml, else the built-in defaults).")
+flags.DEFINE_multi_string("params_override", [], "section.key=value, e.g. train.batch_size=8 (repeatable).")
+flags.DEFINE_string("init_from", None, "Warm-start a new run from this model or run directory (weights only).")
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"], "tf.distribute strategy.")
+flags.DEFINE_string("valid_filelist", None, "Validation utterance ids (default: train.valid_filelist).")
+flags.mark_flags_as_required(["filelist", "wave_dir", "lc_dir", "model_dir"])
+
+
+def parse_overrides(entries: list[str]) -> dict:
+    """``["train.batch_size=8", ...]`` -> ``{"train.batch_size": "8"}`` (values parsed by load_params)."""
+    overrides = {}
+    for entry in entries:
+        key, sep, value = entry.partition("=")
+        if not sep or not key.strip():
+            raise app.UsageError(f"--params_override expects section.key=value, got {entry!r}")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def resolve_params(params_path: str | None, model_dir: str, overrides: dict):
+    import tfwaveglow
+
+    if params_path is None:
+        saved = os.path.join(model_dir, "params.yaml")
+        params_path = saved if os.path.isfile(saved) else None
+    logging.info("params: %s", params_path or "built-in defaults")
+    return tfwaveglow.load_params(params_path, overrides=overrides)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    import tfwaveglow
+    from tfwaveglow import training
+
+    # The multi-worker strategy must exist before TensorFlow runs anything else.
+    strategy = training.create_strategy(FLAGS.strategy)
+    try:
+        params = resolve_params(FLAGS.params, FLAGS.model_dir, parse_overrides(FLAGS.params_override))
+        summary = training.train(
+            params,
+            FLAGS.filelist,
+            FLAGS.wave_dir,
+            FLAGS.lc_dir,
+            FLAGS.model_dir,
+            init_from=FLAGS.init_from,
+            strategy=strategy,
+            valid_filelist=FLAGS.valid_filelist,
+        )
+    except (training.NonFiniteTrainingError, tfwaveglow.ConfigError, tfwaveglow.ModelLoadError, FileNotFoundError) as e:
+        logging.error("%s", e)
+        return 1
+    logging.info("finished at step %d: %s", summary["step"], summary)
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)
