@@ -12,6 +12,8 @@ paths:
 ``infer``     ``model.infer_fn``: the compiled ``model.infer`` (pinned signature).
 ``composed``  the same with ``model.compose_conditioning()`` (2 GB for the default model).
 ``bfloat16``  ``model.infer_function(mel_dtype=tf.bfloat16)``: WNs in bfloat16, flow in float32.
+``savedmodel`` the exported SavedModel (``tfwaveglow.export``), reloaded, signature
+              ``synthesize_from_latent``.
 
 One JSON line per (model, seconds, batch): per path the median seconds, kHz of
 audio per second, real-time factor (compute time / audio duration; < 1 is
@@ -36,7 +38,9 @@ flags.DEFINE_list(
 )
 flags.DEFINE_list("seconds", ["1", "10"], "Audio durations to synthesise (seconds at 22.05 kHz).", flag_values=FLAGS)
 flags.DEFINE_list("batches", ["1", "8"], "Batch sizes.", flag_values=FLAGS)
-flags.DEFINE_list("paths", ["infer", "composed"], "TensorFlow paths: infer, composed, bfloat16.", flag_values=FLAGS)
+flags.DEFINE_list(
+    "paths", ["infer", "composed", "savedmodel"], "TensorFlow paths: infer, composed, bfloat16, savedmodel.", FLAGS
+)
 flags.DEFINE_bool("torch", True, "Time the PyTorch reference too.", flag_values=FLAGS)
 flags.DEFINE_integer("threads", 2, "Threads for TensorFlow and PyTorch.", flag_values=FLAGS)
 flags.DEFINE_integer("repeats", 3, "Timed rounds (after a warm-up on a short input).", flag_values=FLAGS)
@@ -129,12 +133,33 @@ def main(argv):
             functions_by_path["composed"] = model.infer_function(conditioning=model.compose_conditioning())
         if "bfloat16" in FLAGS.paths:
             functions_by_path["bfloat16"] = model.infer_function(mel_dtype=tf.bfloat16)
+        if "savedmodel" in FLAGS.paths:
+            functions_by_path["savedmodel"] = exported(model, params)
         reference = bench_common.torch_reference_from(model) if FLAGS.torch else None
         for seconds in (float(s) for s in FLAGS.seconds):
             for batch in (int(b) for b in FLAGS.batches):
                 record = measure(model, functions_by_path, reference, seconds, batch, FLAGS.repeats, peak)
                 record["model"] = model_name
                 bench_common.emit({**record, **info, "load_1min_after": round(os.getloadavg()[0], 2)})
+
+
+def exported(model, params):
+    """``model`` exported with ``tfwaveglow.export`` and loaded back: ``fn(mel, sigma, z) -> audio``."""
+    import tempfile
+
+    import tensorflow as tf
+
+    from tfwaveglow.export import export_saved_model
+
+    directory = tempfile.mkdtemp(prefix="synthesis_speed_")
+    loaded = tf.saved_model.load(export_saved_model(model, params, f"{directory}/waveglow/1"))
+    signature = loaded.signatures["synthesize_from_latent"]
+
+    def synthesize(mel, sigma, z):
+        return signature(mel=mel, z=z, sigma=tf.fill(tf.shape(mel)[:1], sigma))["audio"]
+
+    synthesize.loaded = loaded  # keeps the SavedModel's variables alive
+    return synthesize
 
 
 def _tf_runner(fn, mel, sigma, z, outputs: dict, path: str):

@@ -144,7 +144,11 @@ class WN(keras.layers.Layer):
             layer = self.in_layers[i]
             if i > 0:
                 pre_activation = dilated_conv1d(x, layer.effective_kernel(), layer.dilation_rate, layer.mode)
-            acts = pre_activation + layer_condition(i, tf.convert_to_tensor(layer.bias))
+            # In a graph the projection would otherwise be free to run (and be held) as soon as the
+            # mel exists, every layer's of every flow at once: tie it to this layer's input instead.
+            with tf.control_dependencies([pre_activation]):
+                condition = layer_condition(i, tf.convert_to_tensor(layer.bias))
+            acts = pre_activation + condition
             # Splits rather than slices throughout: cheaper gradients (see transform).
             in_act, gate = tf.split(acts, 2, axis=-1)
             acts = tf.tanh(in_act) * tf.sigmoid(gate)
