@@ -14,29 +14,42 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags
+from absl import flags
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("reference_dir", None, "Directory searched recursively for reference .wav, .flac and .ogg files.")
-flags.DEFINE_string("model", None, "Inference model dir (params.yaml + weights.npz), training run dir or checkpoint.")
-flags.DEFINE_string("output_dir", None, "Where to write evaluation.json, evaluation.md and the synthesised audio.")
-flags.DEFINE_float("sigma", None, "WaveGlow latent standard deviation (default: export.sigma of the params, 0.6).")
-flags.DEFINE_float("denoiser_strength", None, "Bias denoiser strength, 0 for none (default: export.denoiser_strength).")
-flags.DEFINE_integer("seed", 0, "Seed of every file's latent and Griffin-Lim initial phase.")
-flags.DEFINE_string("params", None, "YAML params file to use instead of the params.yaml beside the model.")
-flags.DEFINE_integer("griffin_lim_iterations", 60, "Iterations of the Griffin-Lim baseline.")
-flags.DEFINE_bool("save_audio", True, "With --output_dir, also write the synthesised audio.")
-flags.DEFINE_bool("progress", True, "Show a progress bar.")
-flags.mark_flags_as_required(["reference_dir", "model"])
+from tfwaveglow import cli
+
+FLAGS = flags.FlagValues()
+flags.DEFINE_string(
+    "reference_dir", None, "Directory searched recursively for reference .wav, .flac and .ogg files.", flag_values=FLAGS
+)
+flags.DEFINE_string(
+    "model", None, "Inference model dir (params.yaml + weights.npz), training run dir or checkpoint.", flag_values=FLAGS
+)
+flags.DEFINE_string(
+    "output_dir", None, "Where to write evaluation.json, evaluation.md and the synthesised audio.", flag_values=FLAGS
+)
+flags.DEFINE_float(
+    "sigma", None, "WaveGlow latent standard deviation (default: export.sigma of the params, 0.6).", flag_values=FLAGS
+)
+flags.DEFINE_float(
+    "denoiser_strength",
+    None,
+    "Bias denoiser strength, 0 for none (default: export.denoiser_strength).",
+    flag_values=FLAGS,
+)
+flags.DEFINE_integer("seed", 0, "Seed of every file's latent and Griffin-Lim initial phase.", flag_values=FLAGS)
+flags.DEFINE_string(
+    "params", None, "YAML params file to use instead of the params.yaml beside the model.", flag_values=FLAGS
+)
+flags.DEFINE_integer("griffin_lim_iterations", 60, "Iterations of the Griffin-Lim baseline.", flag_values=FLAGS)
+flags.DEFINE_bool("save_audio", True, "With --output_dir, also write the synthesised audio.", flag_values=FLAGS)
+flags.DEFINE_bool("progress", True, "Show a progress bar.", flag_values=FLAGS)
+flags.mark_flags_as_required(["reference_dir", "model"], flag_values=FLAGS)
 
 
 def main(argv):
     """Runs the evaluation; ``argv`` may carry the flags when called from Python."""
-    if len(argv) > 1:
-        FLAGS.unparse_flags()
-        rest = FLAGS(list(argv))
-        if len(rest) > 1:
-            raise app.UsageError(f"unexpected arguments: {' '.join(rest[1:])}")
+    cli.parse_argv(FLAGS, argv)
     from tfwaveglow import ConfigError, ModelLoadError, evaluation
 
     try:
@@ -62,4 +75,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, FLAGS, __doc__)

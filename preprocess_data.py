@@ -13,26 +13,34 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags
+from absl import flags
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("wave_dir", None, "Directory searched recursively for .wav, .flac and .ogg files.")
-flags.DEFINE_string("mel_dir", None, "Output directory for the mels (float32 .npy), mirroring wave_dir.")
-flags.DEFINE_string("data_dir", None, "Output directory for audio/, train.txt, valid.txt and the report.")
-flags.DEFINE_string("params", None, "YAML params file (defaults: NVIDIA's values).")
-flags.DEFINE_integer("num_workers", None, "Worker processes (default: every core; 1 runs in-process).")
-flags.DEFINE_float("valid_fraction", None, "Held-out share per speaker (default: data.valid_fraction).")
-flags.DEFINE_bool("progress", True, "Show a progress bar.")
-flags.mark_flags_as_required(["wave_dir", "mel_dir", "data_dir"])
+from tfwaveglow import cli
+
+FLAGS = flags.FlagValues()
+flags.DEFINE_string(
+    "wave_dir", None, "Directory searched recursively for .wav, .flac and .ogg files.", flag_values=FLAGS
+)
+flags.DEFINE_string(
+    "mel_dir", None, "Output directory for the mels (float32 .npy), mirroring wave_dir.", flag_values=FLAGS
+)
+flags.DEFINE_string(
+    "data_dir", None, "Output directory for audio/, train.txt, valid.txt and the report.", flag_values=FLAGS
+)
+flags.DEFINE_string("params", None, "YAML params file (defaults: NVIDIA's values).", flag_values=FLAGS)
+flags.DEFINE_integer(
+    "num_workers", None, "Worker processes (default: every core; 1 runs in-process).", flag_values=FLAGS
+)
+flags.DEFINE_float(
+    "valid_fraction", None, "Held-out share per speaker (default: data.valid_fraction).", flag_values=FLAGS
+)
+flags.DEFINE_bool("progress", True, "Show a progress bar.", flag_values=FLAGS)
+flags.mark_flags_as_required(["wave_dir", "mel_dir", "data_dir"], flag_values=FLAGS)
 
 
 def main(argv):
     """Runs preprocessing; ``argv`` may carry the flags when called from Python."""
-    if len(argv) > 1:
-        FLAGS.unparse_flags()
-        rest = FLAGS(list(argv))
-        if len(rest) > 1:
-            raise app.UsageError(f"unexpected arguments: {' '.join(rest[1:])}")
+    cli.parse_argv(FLAGS, argv)
     import tfwaveglow
     from tfwaveglow import preprocess
 
@@ -53,4 +61,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, FLAGS, __doc__)

@@ -16,6 +16,8 @@ import sys
 
 from absl import app, flags
 
+from tfwaveglow import cli
+
 # This tool's flags live in their own FlagValues so that they cannot clash with another CLI's
 # same-named flags (--checkpoint, --output, --params) when both are imported in one process.
 _FLAGS = flags.FlagValues()
@@ -39,35 +41,15 @@ flags.DEFINE_bool(
 flags.DEFINE_bool("overwrite", False, "Replace an existing model in --output.", flag_values=_FLAGS)
 flags.DEFINE_string("report_json", None, "Also write the conversion report as JSON to this file.", flag_values=_FLAGS)
 
-_HELP = ("-h", "-help", "--help", "--helpshort", "--helpfull", "-?")
-
-
-def parse_flags(argv):
-    """``app.run``'s flag parser: this tool's flags, then absl's own (``--verbosity``, ...)."""
-    if any(arg in _HELP for arg in argv[1:]):
-        print(__doc__)
-        print(_FLAGS.get_help())
-        sys.exit(0)
-    try:
-        rest = _FLAGS(argv, known_only=True)
-        return flags.FLAGS(rest)
-    except flags.Error as e:
-        print(f"error: {e}\nPass --help for usage.", file=sys.stderr)
-        sys.exit(2)
-
 
 def main(argv):
     """Converts ``--checkpoint`` into ``--output``.
 
     Args:
-      argv: as from :func:`parse_flags` (the program name alone), or a full
+      argv: as from :func:`tfwaveglow.cli.parse_flags` (the program name alone), or a full
         command line (program name and flags) when called directly.
     """
-    if any(arg.startswith("-") for arg in argv[1:]):
-        _FLAGS.unparse_flags()
-        argv = _FLAGS(argv)
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    cli.parse_argv(_FLAGS, argv)
     # Imported here so --help answers without loading TensorFlow.
     import tfwaveglow
     from tfwaveglow.convert import ConversionError, convert_checkpoint
@@ -105,4 +87,4 @@ def _run(argv):
 
 
 if __name__ == "__main__":
-    app.run(_run, flags_parser=parse_flags)
+    cli.run(_run, _FLAGS, __doc__)

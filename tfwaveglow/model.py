@@ -267,7 +267,12 @@ class WaveGlow(keras.Model):
         x = sigma * z[:, :, n_early_total:]
         end = n_early_total
         for k in reversed(range(self.n_flows)):
-            x = self.couplings[k].inverse(x, spect)
+            # A coupling's projected conditioning (2 C L channels per group step) is the largest
+            # tensor here; in a graph, compute it only once the previous step is done, or every
+            # coupling's would be computed (and held) at once.
+            with tf.control_dependencies([x]):
+                cond = self.couplings[k].wn.project_condition(tf.identity(spect))
+            x = self.couplings[k].inverse(x, cond=cond)
             x = self.convinv[k].inverse(x)
             if self._early_output_before(k):
                 x = tf.concat([sigma * z[:, :, end - self.n_early_size : end], x], axis=-1)

@@ -1,0 +1,357 @@
+"""SavedModel export: loaded in a fresh process that cannot import tfwaveglow, compared with the model."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import soundfile
+import tensorflow as tf
+from synth_helpers import HOP, N_GROUP, N_MEL, librosa_denoise, random_mel, reference_latent, tiny_model, tiny_params
+
+import tfwaveglow
+from tfwaveglow.denoiser import BIAS_MEL_FRAMES
+from tfwaveglow.export import WaveGlowServingModule, export_saved_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+N_FFT, WIN = 256, 256  # the tiny params' STFT
+
+# Runs in a fresh interpreter (-I: no PYTHONPATH, no script dir on sys.path) from a temporary
+# directory. tfwaveglow may be pip-installed in the environment (CI installs it), so the script
+# also blocks it by name before anything else is imported: only TensorFlow serves the model.
+FRESH_PROCESS_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    sys.modules["tfwaveglow"] = None  # any import of tfwaveglow now raises ImportError
+    import json
+    import numpy as np
+    try:
+        import tfwaveglow
+        sys.exit("tfwaveglow must not be importable here")
+    except ImportError:
+        pass
+    import tensorflow as tf
+
+    inputs = dict(np.load(sys.argv[1]))
+    results, errors = {}, {}
+    main = tf.saved_model.load(sys.argv[2])
+    sig = main.signatures
+    results["variables"] = np.array(len(main.model_variables))
+    for i, v in enumerate(main.model_variables):
+        results[f"variable_{i}"] = v.numpy()
+    results["variable_names"] = np.array([v.name for v in main.model_variables])
+
+    results["from_latent"] = sig["synthesize_from_latent"](
+        mel=inputs["mel"], z=inputs["z"], sigma=inputs["sigma"])["audio"].numpy()
+    args = dict(mel=inputs["batch_mel"], mel_lengths=inputs["lengths"], sigma=inputs["batch_sigma"],
+                denoiser_strength=inputs["strength"], seed=inputs["seeds"])
+    out = sig["synthesize"](**args)
+    results["synth_audio"], results["synth_lengths"] = out["audio"].numpy(), out["audio_lengths"].numpy()
+    results["synth_again"] = sig["synthesize"](**args)["audio"].numpy()
+    alone = {k: v[1:2] for k, v in args.items()}
+    alone["mel"] = alone["mel"][:, : int(inputs["lengths"][1])]
+    results["synth_alone"] = sig["synthesize"](**alone)["audio"].numpy()
+    results["serving"] = sig["serving_default"](mel=inputs["mel"])["audio"].numpy()
+
+    mel = inputs["mel"]
+    nan_mel = mel.copy(); nan_mel[0, 3, 5] = np.nan
+    bad_mels = {
+        "channels": mel[:, :, :79], "nan": nan_mel, "zero_frames": mel[:, :0], "dtype": mel.astype(np.float64),
+    }
+    def call(name, fn, **kwargs):
+        try:
+            out = fn(**{k: tf.constant(v) for k, v in kwargs.items()})
+            errors[name] = ["none", str({k: v.shape for k, v in out.items()})]
+        except Exception as e:
+            errors[name] = [type(e).__name__, str(e)]
+    for problem, bad in bad_mels.items():
+        call(f"serving_default/{problem}", sig["serving_default"], mel=bad)
+        n = bad.shape[1]
+        call(f"synthesize/{problem}", sig["synthesize"], mel=bad, mel_lengths=np.full(2, n, np.int32),
+             sigma=inputs["sigma"], denoiser_strength=np.zeros(2, np.float32), seed=np.arange(2))
+        call(f"synthesize_from_latent/{problem}", sig["synthesize_from_latent"], mel=bad,
+             z=np.zeros([2, n * inputs["hop"] // 8, 8], np.float32), sigma=inputs["sigma"])
+    call("synthesize/too_long", sig["synthesize"], mel=mel, mel_lengths=np.array([12, 13], np.int32),
+         sigma=inputs["sigma"], denoiser_strength=np.zeros(2, np.float32), seed=np.arange(2))
+    call("synthesize/lengths_count", sig["synthesize"], mel=mel, mel_lengths=np.array([12], np.int32),
+         sigma=inputs["sigma"], denoiser_strength=np.zeros(2, np.float32), seed=np.arange(2))
+    call("synthesize/negative_sigma", sig["synthesize"], mel=mel, mel_lengths=np.array([12, 12], np.int32),
+         sigma=np.array([0.6, -1.0], np.float32), denoiser_strength=np.zeros(2, np.float32), seed=np.arange(2))
+    call("synthesize/short_for_denoiser", sig["synthesize"], mel=mel, mel_lengths=np.array([12, 2], np.int32),
+         sigma=inputs["sigma"], denoiser_strength=np.array([0.0, 0.1], np.float32), seed=np.arange(2))
+    call("synthesize/seed_dtype", sig["synthesize"], mel=mel, mel_lengths=np.array([12, 12], np.int32),
+         sigma=inputs["sigma"], denoiser_strength=np.zeros(2, np.float32), seed=np.arange(2).astype(np.int32))
+    call("synthesize_from_latent/z_shape", sig["synthesize_from_latent"], mel=mel, z=inputs["z"][:, :-1],
+         sigma=inputs["sigma"])
+    call("synthesize_from_latent/z_nan", sig["synthesize_from_latent"], mel=mel, z=inputs["z"] * np.nan,
+         sigma=inputs["sigma"])
+    call("serving_default/rank", sig["serving_default"], mel=mel[0])
+    np.savez(sys.argv[3], **results)
+    with open(sys.argv[4], "w") as f:
+        json.dump(errors, f)
+    """
+)
+
+
+def run(cmd, **kwargs):
+    env = kwargs.pop("env", None) or dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, **kwargs)
+    assert proc.returncode == 0, f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr[-4000:]}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A training run (weight-norm checkpoint) exported by the CLI; serving_default fixed at sigma 0, strength 0.5."""
+    tmp = tmp_path_factory.mktemp("export")
+    params = tiny_params()
+    model = tiny_model(seed=11, weight_norm=True)
+    run_dir = tmp / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    tfwaveglow.save_params(params, str(run_dir / "params.yaml"))
+    tf.train.Checkpoint(model=model).save(str(run_dir / "checkpoints" / "ckpt"))
+    folded = model.fold_weight_norm()
+    assert not folded.weight_norm
+
+    base = tmp / "export" / "waveglow"
+    proc = run(
+        [sys.executable, "-m", "tfwaveglow.export", f"--model={run_dir}", f"--output={base / '1'}", "--sigma=0",
+         "--denoiser_strength=0.5"],
+        cwd=ROOT,
+    )  # fmt: skip
+    assert "synthesize_from_latent" in proc.stdout
+    return {"tmp": tmp, "params": params, "model": folded, "base": base, "path": str(base / "1")}
+
+
+@pytest.fixture(scope="module")
+def fresh_results(exported):
+    """Every signature called in a process that cannot import tfwaveglow."""
+    tmp = exported["tmp"]
+    rng = np.random.default_rng(12)
+    frames = 12
+    batch_mel = np.zeros([3, 14, N_MEL], np.float32)
+    lengths = np.array([14, 9, 3], np.int32)
+    for i, n in enumerate(lengths):
+        batch_mel[i, :n] = random_mel(rng, n)
+    batch_mel[1, 9:] = 50.0  # padding past an item's length must not matter
+    inputs = {
+        "mel": np.stack([random_mel(rng, frames), random_mel(rng, frames)]),
+        "z": rng.standard_normal([2, frames * HOP // N_GROUP, N_GROUP]).astype(np.float32),
+        "sigma": np.array([0.6, 0.9], np.float32),
+        "batch_mel": batch_mel,
+        "lengths": lengths,
+        "batch_sigma": np.array([0.6, 0.8, 1.0], np.float32),
+        "strength": np.array([0.0, 0.3, 0.0], np.float32),
+        "seeds": np.array([7, 8, -9], np.int64),
+        "hop": np.array(HOP),
+    }
+    np.savez(tmp / "inputs.npz", **inputs)
+    script = tmp / "fresh.py"
+    script.write_text(FRESH_PROCESS_SCRIPT)
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    run(
+        [
+            sys.executable,
+            "-I",
+            str(script),
+            str(tmp / "inputs.npz"),
+            exported["path"],
+            str(tmp / "results.npz"),
+            str(tmp / "errors.json"),
+        ],
+        cwd=str(tmp),
+        env=env,
+    )
+    results = dict(np.load(tmp / "results.npz"))
+    errors = json.loads((tmp / "errors.json").read_text())
+    return inputs, results, errors
+
+
+def bias_audio(model):
+    zeros = np.zeros([1, BIAS_MEL_FRAMES, N_MEL], np.float32)
+    return model.infer(zeros, 0.0, z=np.zeros([1, BIAS_MEL_FRAMES * HOP // N_GROUP, N_GROUP], np.float32)).numpy()[0]
+
+
+def test_weight_norm_is_folded_into_plain_variables(exported, fresh_results):
+    _, results, _ = fresh_results
+    folded = exported["model"]
+    assert int(results["variables"]) == len(folded.weights)
+    assert not any("kernel_g" in n or "kernel_v" in n for n in results["variable_names"])
+    for i, w in enumerate(folded.weights):
+        np.testing.assert_allclose(results[f"variable_{i}"], w.numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_synthesize_from_latent_equals_model_infer(exported, fresh_results):
+    inputs, results, _ = fresh_results
+    expected = exported["model"].infer(inputs["mel"], inputs["sigma"], z=inputs["z"]).numpy()
+    assert np.max(np.abs(expected)) > 0.1
+    np.testing.assert_allclose(results["from_latent"], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_synthesize_uses_each_items_seed_length_sigma_and_denoiser(exported, fresh_results):
+    inputs, results, _ = fresh_results
+    model = exported["model"]
+    lengths = inputs["lengths"]
+    np.testing.assert_array_equal(results["synth_lengths"], lengths * HOP)
+    assert results["synth_audio"].shape == (3, 14 * HOP)
+    bias = bias_audio(model)
+    for i, n in enumerate(lengths):
+        z = reference_latent(int(inputs["seeds"][i]), int(n))
+        audio = model.infer(inputs["batch_mel"][i : i + 1, :n], inputs["batch_sigma"][i], z=z[None]).numpy()[0]
+        if inputs["strength"][i] > 0:
+            audio = librosa_denoise(audio, bias, float(inputs["strength"][i]), N_FFT, HOP, WIN)
+        expected = np.clip(audio, -1.0, 1.0)
+        np.testing.assert_allclose(results["synth_audio"][i, : n * HOP], expected, atol=1e-5, rtol=0)
+        np.testing.assert_array_equal(results["synth_audio"][i, n * HOP :], 0.0)
+    np.testing.assert_array_equal(results["synth_again"], results["synth_audio"])  # same seed, same audio
+    # Item 1 alone (its own length, no padding, batch of one) gives the same audio as in the batch.
+    np.testing.assert_allclose(results["synth_alone"][0], results["synth_audio"][1, : lengths[1] * HOP], atol=1e-6)
+
+
+def test_serving_default_uses_the_sigma_and_strength_fixed_at_export(exported, fresh_results):
+    inputs, results, _ = fresh_results
+    model = exported["model"]
+    assert results["serving"].shape == (2, 12 * HOP)
+    # Exported with --sigma=0 (the latent has no effect) and --denoiser_strength=0.5.
+    expected = model.infer(inputs["mel"], 0.0, z=np.zeros_like(inputs["z"])).numpy()
+    bias = bias_audio(model)
+    expected = np.stack([librosa_denoise(a, bias, 0.5, N_FFT, HOP, WIN) for a in expected])
+    assert np.max(np.abs(expected)) > 0.05
+    np.testing.assert_allclose(results["serving"], np.clip(expected, -1, 1), atol=1e-5, rtol=0)
+
+
+def test_serving_default_draws_fresh_noise_per_call(exported, tmp_path):
+    params_path = tmp_path / "params.yaml"
+    tfwaveglow.save_params(exported["params"], str(params_path))
+    module = WaveGlowServingModule(exported["model"], exported["params"], str(params_path), sigma=0.6)
+    mel = random_mel(np.random.default_rng(14), 10)[None]
+    one, two = (module.serving_default(tf.constant(mel))["audio"].numpy() for _ in range(2))
+    assert one.shape == (1, 10 * HOP) and np.all(np.abs(one) <= 1.0)
+    assert np.max(np.abs(one - two)) > 1e-2
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("serving_default/channels", "mel must have 80 channels"),
+        ("synthesize/channels", "mel must have 80 channels"),
+        ("synthesize_from_latent/channels", "mel must have 80 channels"),
+        ("serving_default/nan", "mel contains NaN or Inf"),
+        ("synthesize/nan", "mel contains NaN or Inf"),
+        ("synthesize_from_latent/nan", "mel contains NaN or Inf"),
+        ("serving_default/zero_frames", "mel has zero frames"),
+        ("synthesize/zero_frames", "mel has zero frames"),
+        ("synthesize_from_latent/zero_frames", "mel has zero frames"),
+        ("serving_default/dtype", "expected to be a float tensor but is a double tensor"),
+        ("synthesize/dtype", "expected to be a float tensor but is a double tensor"),
+        ("synthesize_from_latent/dtype", "expected to be a float tensor but is a double tensor"),
+        ("synthesize/seed_dtype", "expected to be a int64 tensor but is a int32 tensor"),
+        ("synthesize/too_long", "mel_lengths must be <= frames"),
+        ("synthesize/lengths_count", "mel_lengths must have one value per batch item"),
+        ("synthesize/negative_sigma", "sigma must be >= 0"),
+        ("synthesize/short_for_denoiser", "denoiser_strength > 0 needs at least 3 mel frames"),
+        ("synthesize_from_latent/z_shape", "z must have shape"),
+        ("synthesize_from_latent/z_nan", "z contains NaN or Inf"),
+        ("serving_default/rank", "mel must be 3-D"),
+    ],
+)
+def test_bad_input_is_an_invalid_argument_error_naming_the_problem(fresh_results, case, message):
+    _, _, errors = fresh_results
+    kind, text = errors[case]
+    assert kind == "InvalidArgumentError", (case, kind, text)
+    assert message in text, (case, text)
+
+
+def test_saved_model_cli_lists_the_signatures(exported):
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    out = run([cli, "show", "--dir", exported["path"], "--all"]).stdout
+    blocks = {
+        m.group(1): m.group(2) for m in re.finditer(r"signature_def\['(\w+)'\]:(.*?)(?=signature_def|\Z)", out, re.S)
+    }
+    assert {"serving_default", "synthesize", "synthesize_from_latent"} <= set(blocks)
+
+    def tensors(block, section):
+        found = re.findall(rf"{section}\['(\w+)'\] tensor_info:\s+dtype: (\w+)\s+shape: \(([-\d, ]*)\)", block)
+        return {name: (dtype, shape.replace(" ", "")) for name, dtype, shape in found}
+
+    assert tensors(blocks["serving_default"], "inputs") == {"mel": ("DT_FLOAT", "-1,-1,-1")}
+    assert tensors(blocks["serving_default"], "outputs") == {"audio": ("DT_FLOAT", "-1,-1")}
+    assert tensors(blocks["synthesize"], "inputs") == {
+        "mel": ("DT_FLOAT", "-1,-1,-1"),
+        "mel_lengths": ("DT_INT32", "-1"),
+        "sigma": ("DT_FLOAT", "-1"),
+        "denoiser_strength": ("DT_FLOAT", "-1"),
+        "seed": ("DT_INT64", "-1"),
+    }
+    assert tensors(blocks["synthesize"], "outputs") == {
+        "audio": ("DT_FLOAT", "-1,-1"),
+        "audio_lengths": ("DT_INT32", "-1"),
+    }
+    assert tensors(blocks["synthesize_from_latent"], "inputs") == {
+        "mel": ("DT_FLOAT", "-1,-1,-1"),
+        "z": ("DT_FLOAT", "-1,-1,-1"),
+        "sigma": ("DT_FLOAT", "-1"),
+    }
+    assert tensors(blocks["synthesize_from_latent"], "outputs") == {"audio": ("DT_FLOAT", "-1,-1")}
+    assert "PyFunc" not in out and "EagerPyFunc" not in out
+
+
+def test_only_standard_ops_in_the_graph(exported):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(exported["path"], "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+    graph = proto.meta_graphs[0].graph_def
+    ops = {n.op for n in graph.node} | {n.op for fn in graph.library.function for n in fn.node_def}
+    assert not ops & {"PyFunc", "EagerPyFunc", "PyFuncStateless"}
+    assert {"StatelessRandomNormalV2", "RandomStandardNormal", "RFFT", "IRFFT"} <= ops
+    assert os.path.isfile(os.path.join(exported["path"], "assets", "params.yaml"))
+
+
+def test_export_refuses_a_non_version_directory_and_an_existing_version(exported, tmp_path):
+    with pytest.raises(ValueError, match="must be a version number"):
+        export_saved_model(exported["model"], exported["params"], tmp_path / "waveglow")
+    with pytest.raises(FileExistsError, match="exists and is not empty"):
+        export_saved_model(exported["model"], exported["params"], exported["path"])
+
+
+def test_synthesize_cli_drives_the_saved_model(exported, tmp_path):
+    """The CLI on the export's base path (latest version), windowed and denoised, matches the model."""
+    rng = np.random.default_rng(13)
+    mels = {"short": random_mel(rng, 9), "long": random_mel(rng, 70)}
+    for name, mel in mels.items():
+        np.save(tmp_path / f"{name}.npy", mel.T)  # Tacotron 2's layout
+    out_dir = tmp_path / "out"
+    run(
+        [
+            sys.executable,
+            "synthesize.py",
+            f"--model={exported['base']}",
+            f"--output_dir={out_dir}",
+            f"--mel={tmp_path / 'short.npy'}",
+            f"--mel={tmp_path / 'long.npy'}",
+            "--seed=20",
+            "--sigma=0.7",
+            "--denoiser_strength=0.2",
+            "--window_frames=24",
+            "--batch_size=2",
+        ],
+        cwd=ROOT,
+    )
+    model = exported["model"]
+    bias = bias_audio(model)
+    for index, (name, mel) in enumerate(mels.items()):
+        wave, rate = soundfile.read(out_dir / f"{name}.wav", dtype="int16")
+        assert rate == exported["params"].audio.sampling_rate
+        z = reference_latent(20 + index, mel.shape[0])
+        expected = model.infer(mel[None], 0.7, z=z[None]).numpy()[0]
+        expected = np.clip(librosa_denoise(expected, bias, 0.2, N_FFT, HOP, WIN), -1, 1)
+        assert wave.shape == expected.shape
+        np.testing.assert_allclose(wave / 32768.0, expected, atol=1e-4 + 1 / 32768, rtol=0)
