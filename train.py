@@ -15,17 +15,32 @@ import os
 
 from absl import app, flags, logging
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("filelist", None, "Training utterance ids, one per line.")
-flags.DEFINE_string("wave_dir", None, "Directory of the wav files.")
-flags.DEFINE_string("lc_dir", None, "Directory of the mel spectrograms (local conditions).")
-flags.DEFINE_string("model_dir", None, "Run directory: params.yaml, checkpoints/, inference/, summaries.")
-flags.DEFINE_string("params", None, "YAML config (default: the run's params.yaml, else the built-in defaults).")
-flags.DEFINE_multi_string("params_override", [], "section.key=value, e.g. train.batch_size=8 (repeatable).")
-flags.DEFINE_string("init_from", None, "Warm-start a new run from this model or run directory (weights only).")
-flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"], "tf.distribute strategy.")
-flags.DEFINE_string("valid_filelist", None, "Validation utterance ids (default: train.valid_filelist).")
-flags.mark_flags_as_required(["filelist", "wave_dir", "lc_dir", "model_dir"])
+from tfwaveglow import cli
+
+# The tool's own flag set (tfwaveglow.cli), so it imports beside the other tools.
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("filelist", None, "Training utterance ids, one per line.", flag_values=FLAGS)
+flags.DEFINE_string("wave_dir", None, "Directory of the wav files.", flag_values=FLAGS)
+flags.DEFINE_string("lc_dir", None, "Directory of the mel spectrograms (local conditions).", flag_values=FLAGS)
+flags.DEFINE_string(
+    "model_dir", None, "Run directory: params.yaml, checkpoints/, inference/, summaries.", flag_values=FLAGS
+)
+flags.DEFINE_string(
+    "params", None, "YAML config (default: the run's params.yaml, else the built-in defaults).", flag_values=FLAGS
+)
+flags.DEFINE_multi_string(
+    "params_override", [], "section.key=value, e.g. train.batch_size=8 (repeatable).", flag_values=FLAGS
+)
+flags.DEFINE_string(
+    "init_from", None, "Warm-start a new run from this model or run directory (weights only).", flag_values=FLAGS
+)
+flags.DEFINE_enum(
+    "strategy", "default", ["default", "mirrored", "multi_worker"], "tf.distribute strategy.", flag_values=FLAGS
+)
+flags.DEFINE_string(
+    "valid_filelist", None, "Validation utterance ids (default: train.valid_filelist).", flag_values=FLAGS
+)
+flags.mark_flags_as_required(["filelist", "wave_dir", "lc_dir", "model_dir"], flag_values=FLAGS)
 
 
 def parse_overrides(entries: list[str]) -> dict:
@@ -50,8 +65,8 @@ def resolve_params(params_path: str | None, model_dir: str, overrides: dict):
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    """Trains; ``argv`` may carry the flags when called from Python (``main(["train.py", "--model_dir=..."])``)."""
+    cli.parse_argv(FLAGS, argv)
     import tfwaveglow
     from tfwaveglow import training
 
@@ -77,4 +92,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, FLAGS, __doc__)

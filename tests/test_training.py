@@ -276,6 +276,48 @@ def test_nan_guard_skips_counts_and_stops_with_the_last_good_checkpoint_intact(t
         np.testing.assert_array_equal(value, snapshots[4][1][key], err_msg=key)
 
 
+def test_checkpoint_index_never_lists_a_checkpoint_being_deleted(tmp_path, monkeypatch):
+    """A kill while old checkpoints are deleted must not leave them in the index; leftovers are cleaned up."""
+    from tensorflow.python.checkpoint import checkpoint_management
+
+    params = tiny_params(train__max_to_keep=2)
+    trainer = training.Trainer(params, tmp_path)
+    trainer.restore()
+    listed_while_deleting = []
+    delete = checkpoint_management._delete_file_if_exists
+
+    def recording_delete(filespec):
+        state = tf.train.get_checkpoint_state(trainer.checkpoint_dir)
+        listed = [os.path.basename(p) for p in state.all_model_checkpoint_paths]
+        listed_while_deleting.append((os.path.basename(filespec).split(".")[0], listed))
+        delete(filespec)
+
+    monkeypatch.setattr(checkpoint_management, "_delete_file_if_exists", recording_delete)
+    for step in (1, 2, 3, 4):
+        trainer.step.assign(step)
+        trainer.save()
+    assert [name for name, _ in listed_while_deleting] == ["ckpt-1", "ckpt-1", "ckpt-2", "ckpt-2"]
+    for name, listed in listed_while_deleting:
+        assert name not in listed, (name, listed)
+    state = tf.train.get_checkpoint_state(trainer.checkpoint_dir)
+    assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == ["ckpt-3", "ckpt-4"]
+
+    # What a kill mid-delete or mid-write leaves behind goes at the next start; listed checkpoints stay.
+    leftovers = [tmp_path / "checkpoints" / "ckpt-2.data-00000-of-00001", tmp_path / "checkpoints" / "ckpt-5_temp"]
+    leftovers[0].write_bytes(b"partial")
+    leftovers[1].mkdir()
+    (leftovers[1] / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"partial")
+    assert training.Trainer(params, tmp_path).restore() == 4
+    assert not any(p.exists() for p in leftovers)
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == [
+        "checkpoint",
+        "ckpt-3.data-00000-of-00001",
+        "ckpt-3.index",
+        "ckpt-4.data-00000-of-00001",
+        "ckpt-4.index",
+    ]
+
+
 # ----------------------------------------------------------------------------- precision
 def test_loss_scaling_in_float32_gives_the_unscaled_step(tmp_path):
     params = tiny_params()
@@ -583,9 +625,13 @@ def test_train_cli_smoke_on_real_speech_then_resume(tmp_path, corpus):
     assert tfwaveglow.load_params(model_dir / "params.yaml").train.steps == 8
     assert tf.train.latest_checkpoint(model_dir / "checkpoints").endswith("ckpt-8")
 
-    # A bad override is refused with the key named, before any training.
-    bad = run_cli(*common, "--params_override=train.no_such_key=1")
-    assert bad.returncode != 0 and "train.no_such_key" in bad.stderr
+    # main(argv) in this process: a bad override is refused with the key named, before any training.
+    import train as train_cli
+
+    with pytest.raises(tfwaveglow.ConfigError, match="train.no_such_key"):
+        train_cli.resolve_params(None, str(model_dir), train_cli.parse_overrides(["train.no_such_key=1"]))
+    assert train_cli.main(["train.py", *common, "--params_override=train.no_such_key=1"]) == 1
+    assert tf.train.latest_checkpoint(model_dir / "checkpoints").endswith("ckpt-8")
 
 
 @pytest.mark.slow

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import glob
 import io
 import math
 import os
@@ -35,6 +36,7 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 from absl import logging
+from tensorflow.python.checkpoint import checkpoint_management
 
 from tfwaveglow.config import Params, load_params, save_params
 from tfwaveglow.losses import nll_terms
@@ -43,6 +45,7 @@ from tfwaveglow.model_io import CHECKPOINT_SUBDIR, PARAMS_FILE, load_model, save
 
 __all__ = [
     "INFERENCE_SUBDIR",
+    "KillSafeCheckpointManager",
     "LOSS_TERMS",
     "STRATEGIES",
     "DynamicLossScale",
@@ -53,6 +56,7 @@ __all__ = [
     "create_strategy",
     "is_chief",
     "make_optimizer",
+    "remove_unlisted_checkpoint_files",
     "train",
 ]
 
@@ -268,6 +272,58 @@ def _scalar_variable(name, value, dtype):
     )
 
 
+class KillSafeCheckpointManager(tf.train.CheckpointManager):
+    """A ``CheckpointManager`` whose index never lists a checkpoint it is deleting.
+
+    TensorFlow's manager rewrites the ``checkpoint`` index with the oldest
+    checkpoint still listed, deletes that checkpoint's files, and rewrites the
+    index again: a process killed in between leaves an index that names a
+    half-deleted checkpoint. This one lists only the newest ``max_to_keep``
+    (the ones the sweep keeps), so the index is right before any file goes.
+    The index itself is replaced atomically, and each checkpoint is written
+    under temporary names before it is listed.
+    """
+
+    def _record_state(self):
+        kept = list(self._maybe_delete.items())
+        if self._max_to_keep and not self._keep_checkpoint_every_n_hours:
+            kept = kept[-self._max_to_keep :]
+        filenames, timestamps = zip(*kept)
+        checkpoint_management.update_checkpoint_state_internal(
+            self._directory,
+            model_checkpoint_path=self.latest_checkpoint,
+            all_model_checkpoint_paths=filenames,
+            all_model_checkpoint_timestamps=timestamps,
+            last_preserved_timestamp=self._last_preserved_timestamp,
+            save_relative_paths=True,
+        )
+
+
+def remove_unlisted_checkpoint_files(checkpoint_dir: str) -> list[str]:
+    """Deletes ``ckpt-*`` files the index does not list (left by a kill mid-write or mid-delete).
+
+    Returns:
+      The paths removed.
+    """
+    state = tf.train.get_checkpoint_state(checkpoint_dir)
+    if state is None:
+        return []
+    listed = {os.path.basename(p) for p in state.all_model_checkpoint_paths}
+    listed.add(os.path.basename(state.model_checkpoint_path))
+    removed = []
+    for path in glob.glob(os.path.join(checkpoint_dir, "ckpt-*")):
+        # ckpt-N.index and ckpt-N.data-* of a listed checkpoint stay; anything else
+        # (an unlisted N, a ckpt-N_temp directory) is left over from a kill.
+        if os.path.basename(path).split(".", 1)[0] in listed:
+            continue
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.remove(path)
+        removed.append(path)
+    return removed
+
+
 # --------------------------------------------------------------------------- trainer
 @dataclasses.dataclass
 class _Meter:
@@ -346,7 +402,7 @@ class Trainer:
             nonfinite_steps=self.nonfinite_steps,
         )
         self.checkpoint_dir = os.path.join(self.model_dir, CHECKPOINT_SUBDIR)
-        self.manager = tf.train.CheckpointManager(
+        self.manager = KillSafeCheckpointManager(
             self.checkpoint, self.checkpoint_dir, max_to_keep=t.max_to_keep, step_counter=self.step
         )
         self.trace_count = 0  # times the train step was traced (1 with a pinned signature)
@@ -380,6 +436,10 @@ class Trainer:
         """
         self._check_saved_params()
         latest = self.manager.latest_checkpoint
+        if latest and self.chief:
+            removed = remove_unlisted_checkpoint_files(self.checkpoint_dir)
+            if removed:
+                logging.info("removed files of unfinished checkpoints: %s", removed)
         if latest:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
             step = int(self.step.numpy())
