@@ -180,9 +180,8 @@ class WaveGlow(keras.Model):
     def forward(self, mel, audio):
         """Audio to latent (training direction).
 
-        The flow itself (audio, ``z``, ``log_s``, log-determinants) is float32;
-        with a float16/bfloat16 ``mel`` the upsampler and the WNs run in that
-        dtype (mixed precision), their outputs cast back to float32.
+        Everything runs in ``mel``'s dtype (training's mixed precision policy
+        gives float16 there); ``log_s_sum`` and the log-determinants are float32.
 
         Args:
           mel: ``[B, F, n_mel]`` float.
@@ -195,9 +194,7 @@ class WaveGlow(keras.Model):
           and ``log_s`` (list of per-flow ``[B, S / g, n_half]``).
         """
         mel = self._check_mel(mel)
-        compute_dtype = _compute_dtype(mel)
-        audio = tf.convert_to_tensor(audio)
-        audio = tf.cast(audio, tf.float32) if audio.dtype != tf.float32 else audio
+        audio = tf.convert_to_tensor(audio, dtype=mel.dtype)
         self._check_audio(mel, audio)
         batch, samples = tf.shape(audio)[0], tf.shape(audio)[1]
         spect = self.condition(mel, samples)
@@ -211,10 +208,10 @@ class WaveGlow(keras.Model):
                 leaving, x = tf.split(x, [self.n_early_size, -1], axis=-1)
                 early.append(leaving)
             x, log_det_w = self.convinv[k].forward(x)
-            x, log_s = self.couplings[k].forward(x, spect, compute_dtype=compute_dtype)
+            x, log_s = self.couplings[k].forward(x, spect)
             log_s_list.append(log_s)
             log_det_w_sum += log_det_w
-            log_s_sum += tf.reduce_sum(log_s)
+            log_s_sum += tf.reduce_sum(tf.cast(log_s, tf.float32))
         z = tf.concat(early + [x], axis=-1)
         return {"z": z, "log_s_sum": log_s_sum, "log_det_w_sum": log_det_w_sum, "log_s": log_s_list}
 
