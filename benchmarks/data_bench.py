@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import tempfile
 import time
 
 from absl import app, flags
+from bench_common import cpu_model
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("wave_dir", "corpus/wavs", "Corpus to preprocess.")
@@ -27,24 +27,13 @@ flags.DEFINE_integer("batch_size", 12, "Batch size for the pipeline timing.")
 flags.DEFINE_string("params", None, "YAML params (default: params.yaml defaults).")
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
 def main(argv):
     del argv
     import tfwaveglow
     from tfwaveglow import data, preprocess
 
     params = tfwaveglow.load_params(FLAGS.params)
-    result = {"cpu": _cpu_model(), "cores": os.cpu_count(), "load_average_1min": os.getloadavg()[0], "runs": []}
+    result = {"cpu": cpu_model(), "cores": os.cpu_count(), "load_average_1min": os.getloadavg()[0], "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         for workers in (int(w) for w in FLAGS.num_workers):
             out = os.path.join(tmp, f"w{workers}")
