@@ -1,0 +1,109 @@
+"""scripts/summarize_evaluations.py against hand-written reports and hand-written tables."""
+
+import importlib.util
+import json
+import os
+
+import pytest
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_SCRIPT = os.path.join(_ROOT, "scripts", "summarize_evaluations.py")
+
+
+@pytest.fixture(scope="module")
+def summarize():
+    spec = importlib.util.spec_from_file_location("summarize_evaluations", _SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _report(num_files, num_failed, seconds, waveglow, griffin_lim):
+    """An evaluate.py report with the given means; ``(mean, files)`` per metric and system."""
+    names = ("log_mel_distance", "mcd", "pesq_wb", "stoi")
+    return {
+        "reference_dir": "refs",
+        "model": "m",
+        "sigma": 0.6,
+        "seed": 0,
+        "num_files": num_files,
+        "num_failed": num_failed,
+        "total_seconds_of_audio": seconds,
+        "files": [],
+        "average": {
+            "waveglow": {n: {"mean": m, "files": k} for n, (m, k) in zip(names, waveglow)},
+            "griffin_lim": {n: {"mean": m, "files": k} for n, (m, k) in zip(names, griffin_lim)},
+        },
+    }
+
+
+def _write(directory, name, result):
+    path = directory / name
+    path.mkdir()
+    (path / "evaluation.json").write_text(json.dumps(result))
+    return str(path)
+
+
+def test_table_from_two_reports(summarize, tmp_path):
+    # Set "en": 3 files, none failed; WaveGlow's PESQ came out on 2 of them only.
+    en = _report(
+        3,
+        0,
+        9.0,
+        [(0.41234, 3), (7.9049, 3), (3.1, 2), (0.9504, 3)],
+        [(0.2, 3), (6.875, 3), (3.545, 3), (0.925, 3)],
+    )
+    # Set "heldout": 2 files of which 1 failed; Griffin-Lim's STOI never computed.
+    heldout = _report(
+        2,
+        1,
+        1.25,
+        [(1.0, 1), (10.0, 1), (1.5, 1), (0.5, 1)],
+        [(0.1996, 1), (5.996, 1), (3.214, 1), (None, 0)],
+    )
+    out = tmp_path / "summary" / "table.md"
+    argv = [
+        "summarize_evaluations",
+        f"--evaluation=en={_write(tmp_path, 'en', en)}",
+        f"--evaluation=heldout={_write(tmp_path, 'heldout', heldout)}/evaluation.json",
+        f"--output={out}",
+        "--note=model X, step 5",
+    ]
+    summarize.main(argv)
+    text = out.read_text()
+    expected_table = (
+        "| set | files | audio (s) | system | log-mel dist. | MCD (dB) | PESQ-WB | STOI |\n"
+        "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |\n"
+        "| en | 3 | 9.0 | WaveGlow | 0.412 | 7.90 | 3.10 (n=2) | 0.950 |\n"
+        "|  |  |  | Griffin-Lim | 0.200 | 6.88 | 3.54 | 0.925 |\n"
+        "| heldout | 1 | 1.2 | WaveGlow | 1.000 | 10.00 | 1.50 | 0.500 |\n"
+        "|  |  |  | Griffin-Lim | 0.200 | 6.00 | 3.21 | – (n=0) |\n"
+    )
+    assert text.startswith("model X, step 5\n")
+    assert text.endswith(expected_table)
+    assert "- heldout: `refs`, model `m`, sigma 0.6, seed 0, 1 of 2 files not evaluated" in text
+
+    twin = json.loads((tmp_path / "summary" / "table.json").read_text())
+    assert [(r["set"], r["system"], r["files"]) for r in twin["rows"]] == [
+        ("en", "WaveGlow", 3),
+        ("en", "Griffin-Lim", 3),
+        ("heldout", "WaveGlow", 1),
+        ("heldout", "Griffin-Lim", 1),
+    ]
+    assert twin["rows"][0]["pesq_wb"] == {"mean": 3.1, "files": 2}
+    assert twin["rows"][3]["stoi"] == {"mean": None, "files": 0}
+
+
+def test_bad_reports_name_the_file(summarize, tmp_path):
+    with pytest.raises(SystemExit, match="missing.*no such file"):
+        summarize.main(["s", f"--evaluation=a={tmp_path / 'missing'}"])
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    with pytest.raises(SystemExit, match="broken.json: cannot read"):
+        summarize.main(["s", f"--evaluation=a={broken}"])
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps({"num_files": 1, "num_failed": 0, "total_seconds_of_audio": 1.0}))
+    with pytest.raises(SystemExit, match="partial.json: not an evaluate.py report"):
+        summarize.main(["s", f"--evaluation=a={partial}"])
+    with pytest.raises(SystemExit, match="expected LABEL=PATH"):
+        summarize.main(["s", f"--evaluation={partial}"])
