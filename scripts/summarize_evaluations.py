@@ -181,7 +181,8 @@ def _parse_flags(argv: list[str]) -> list[str]:
         print(FLAGS.get_help())
         sys.exit(0)
     try:
-        return FLAGS(argv)
+        rest = FLAGS(argv, known_only=True)
+        return flags.FLAGS(rest)  # absl's own (--verbosity, ...); app.run wants them parsed
     except flags.Error as e:
         print(f"error: {e}\nPass --help for usage.", file=sys.stderr)
         sys.exit(2)

@@ -3,6 +3,8 @@
 import importlib.util
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -107,3 +109,14 @@ def test_bad_reports_name_the_file(summarize, tmp_path):
         summarize.main(["s", f"--evaluation=a={partial}"])
     with pytest.raises(SystemExit, match="expected LABEL=PATH"):
         summarize.main(["s", f"--evaluation={partial}"])
+
+
+def test_command_line(tmp_path):
+    report = _report(1, 0, 2.0, [(0.5, 1), (8.0, 1), (2.0, 1), (0.9, 1)], [(0.25, 1), (6.0, 1), (3.0, 1), (0.95, 1)])
+    path = _write(tmp_path, "it", report)
+    done = subprocess.run(
+        [sys.executable, _SCRIPT, f"--evaluation=Italian, male={path}"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "| Italian, male | 1 | 2.0 | WaveGlow | 0.500 | 8.00 | 2.00 | 0.900 |\n" in done.stdout
+    assert "|  |  |  | Griffin-Lim | 0.250 | 6.00 | 3.00 | 0.950 |\n" in done.stdout
