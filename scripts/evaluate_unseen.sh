@@ -22,7 +22,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 if [[ $# -lt 2 || "$1" == -h || "$1" == --help ]]; then
-  sed -n '2,22p' "$0"
+  sed -n '2,20p' "$0"
   [[ $# -ge 1 && ( "$1" == -h || "$1" == --help ) ]] && exit 0
   exit 2
 fi
