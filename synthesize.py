@@ -42,6 +42,14 @@ flags.DEFINE_integer("batch_size", 1, "Utterance windows per model call.", flag_
 flags.DEFINE_integer(
     "window_frames", 512, "Mel frames per synthesis window (long inputs are windowed).", flag_values=FLAGS
 )
+flags.DEFINE_enum(
+    "conditioning",
+    "auto",
+    ["auto", "plain", "composed"],
+    "Conditioning path of an in-memory model: composed (faster, exact, costs memory), plain, "
+    "or auto (composed when it fits in a quarter of the RAM). A SavedModel runs as exported.",
+    flag_values=FLAGS,
+)
 flags.mark_flags_as_required(["model", "output_dir"], flag_values=FLAGS)
 
 MEL_SUFFIXES = (".npy", ".pt")
@@ -123,7 +131,7 @@ def main(argv) -> int:
     from tfwaveglow.synthesis import Synthesizer, load_engine
 
     try:
-        engine = load_engine(FLAGS.model)
+        engine = load_engine(FLAGS.model, conditioning=FLAGS.conditioning)
     except (OSError, ValueError) as e:  # missing files, ModelLoadError, ConfigError
         print(f"cannot load the model: {e}", file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 from synth_helpers import HOP, N_GROUP, N_MEL, random_mel, reference_latent, tiny_model, tiny_params
 
+import tfwaveglow.model
 from tfwaveglow import synthesis
 from tfwaveglow.synthesis import MelError, ModelEngine, Synthesizer, mel_from_array, plan_windows
 
@@ -18,7 +19,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def engine(model):
-    return ModelEngine(model, tiny_params())
+    return ModelEngine(model, tiny_params(), conditioning="plain")
 
 
 def one_shot(model, mel, sigma, z):
@@ -151,6 +152,34 @@ def test_windowed_synthesis_equals_one_shot(model, engine):
     out = synth.synthesize([mel], sigma=0.7, latents=[z])[0]
     assert out.shape == reference.shape == (157 * HOP,)
     np.testing.assert_allclose(out, reference, atol=1e-4, rtol=0)
+
+
+def test_composed_conditioning_engine_equals_one_shot_plain_synthesis(model):
+    composed = ModelEngine(model, tiny_params(), conditioning="composed")
+    assert composed.conditioning == "composed"
+    held = sum(int(np.prod(k.shape)) * 4 for flow in composed._composed.kernels for k in flow)
+    assert held == tfwaveglow.model.ComposedConditioning.size_bytes(model)
+    rng = np.random.default_rng(8)
+    mel = random_mel(rng, 61)
+    z = rng.standard_normal((61 * HOP // N_GROUP, N_GROUP)).astype(np.float32)
+    left, right = composed.context
+    synth = Synthesizer(composed, window_frames=left + right + 6, batch_size=2, margin_frames=0)
+    out = synth.synthesize([mel], sigma=0.7, latents=[z])[0]
+    np.testing.assert_allclose(out, one_shot(model, mel, 0.7, z), atol=1e-4, rtol=0)
+
+
+def test_auto_conditioning_composes_only_within_the_memory_budget(model, monkeypatch):
+    # The composed kernels' size, from the shapes: Q frames x n_mel x (hop / g) phases x 2C, per WN layer.
+    p = tiny_params().model
+    expected = 4 * (p.upsample_kernel_size // HOP) * N_MEL * (HOP // N_GROUP) * 2 * p.wn.n_channels
+    expected *= p.wn.n_layers * p.n_flows
+    assert tfwaveglow.model.ComposedConditioning.size_bytes(model) == expected
+    monkeypatch.setattr(synthesis, "composed_conditioning_budget", lambda: expected)
+    assert ModelEngine(model, tiny_params()).conditioning == "composed"
+    monkeypatch.setattr(synthesis, "composed_conditioning_budget", lambda: expected - 1)
+    assert ModelEngine(model, tiny_params()).conditioning == "plain"
+    with pytest.raises(ValueError, match="conditioning must be one of"):
+        ModelEngine(model, tiny_params(), conditioning="fast")
 
 
 def test_a_context_smaller_than_derived_does_not_match(model, engine):

@@ -455,6 +455,14 @@ class ComposedConditioning(tf.Module):
       model: the :class:`WaveGlow` to compose (float32 weights).
     """
 
+    @staticmethod
+    def size_bytes(model: "WaveGlow") -> int:
+        """Bytes the composed kernels of ``model`` would hold (float32), without building them."""
+        up = model.upsample
+        window_frames = -(-up.kernel_size // up.stride)
+        per_layer = window_frames * model.n_mel_channels * (up.stride // model.n_group) * 2 * model.wn_n_channels
+        return 4 * per_layer * model.wn_n_layers * model.n_flows
+
     def __init__(self, model: "WaveGlow"):
         super().__init__(name="composed_conditioning")
         up = model.upsample

@@ -35,6 +35,7 @@ import tensorflow as tf
 
 from tfwaveglow.config import load_params
 from tfwaveglow.denoiser import Denoiser, denoise_in_blocks
+from tfwaveglow.model import ComposedConditioning
 from tfwaveglow.model_io import PARAMS_FILE, load_model_and_params
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "SavedModelEngine",
     "Synthesizer",
     "Window",
+    "composed_conditioning_budget",
     "context_frames",
     "draw_latent",
     "load_engine",
@@ -214,17 +216,40 @@ def plan_windows(frames: int, window_frames: int, left: int, right: int) -> list
 
 
 # ---------------------------------------------------------------------- engines
+def composed_conditioning_budget() -> int:
+    """Bytes ``conditioning="auto"`` may spend on composed conditioning: a quarter of physical memory."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+    except (ValueError, OSError, AttributeError):  # no sysconf on this platform
+        return 0
+
+
 class ModelEngine:
     """Runs a :class:`tfwaveglow.WaveGlow` held in memory.
 
     Args:
       model: the model (weight norm folded or not).
       params: its :class:`tfwaveglow.Params` (sampling rate, denoiser STFT).
+      conditioning: ``"plain"`` computes each flow's conditioning from the
+        upsampled mel as NVIDIA does; ``"composed"`` synthesises with
+        :meth:`tfwaveglow.WaveGlow.compose_conditioning` (the same audio from
+        fewer operations, for :meth:`ComposedConditioning.size_bytes` of memory:
+        2.0 GB for the default model, 0.1 GB for the shipped one); ``"auto"``
+        composes when that fits in :func:`composed_conditioning_budget`.
     """
 
-    def __init__(self, model, params):
+    CONDITIONING_MODES = ("auto", "plain", "composed")
+
+    def __init__(self, model, params, conditioning: str = "auto"):
+        if conditioning not in self.CONDITIONING_MODES:
+            raise ValueError(f"conditioning must be one of {self.CONDITIONING_MODES}, got {conditioning!r}")
         self.model = model
         self.params = params
+        if conditioning == "auto":
+            fits = ComposedConditioning.size_bytes(model) <= composed_conditioning_budget()
+            conditioning = "composed" if fits else "plain"
+        self.conditioning = conditioning
+        self._composed = model.compose_conditioning() if conditioning == "composed" else None
         self.n_mel_channels = model.n_mel_channels
         self.n_group = model.n_group
         self.hop_length = model.hop_length
@@ -236,7 +261,9 @@ class ModelEngine:
         """``mel [B, F, n_mel]``, ``z [B, F * hop / g, g]``, ``sigma [B]`` -> ``[B, F * hop]``."""
         # Eager: a window's ops are large (thousands of group steps each), and
         # each coupling's conditioning is freed before the next is computed.
-        return self.model.infer(tf.constant(mel), tf.constant(sigma), z=tf.constant(z)).numpy()
+        return self.model.infer(
+            tf.constant(mel), tf.constant(sigma), z=tf.constant(z), conditioning=self._composed
+        ).numpy()
 
     @property
     def denoiser(self) -> Denoiser:
@@ -296,7 +323,7 @@ def find_saved_model(path: str) -> str | None:
     return None
 
 
-def load_engine(path: str | os.PathLike):
+def load_engine(path: str | os.PathLike, conditioning: str = "auto"):
     """An engine for any model location.
 
     Args:
@@ -304,6 +331,7 @@ def load_engine(path: str | os.PathLike):
         of numbered versions: the highest is used), an inference model
         directory (``params.yaml`` + ``weights.npz``, e.g. a converted NVIDIA
         model), or a training run directory (``params.yaml`` + ``checkpoints/``).
+      conditioning: :class:`ModelEngine`'s choice (a SavedModel runs as exported).
 
     Returns:
       :class:`SavedModelEngine` or :class:`ModelEngine`.
@@ -312,7 +340,7 @@ def load_engine(path: str | os.PathLike):
     saved_model = find_saved_model(path)
     if saved_model is not None:
         return SavedModelEngine(saved_model)
-    return ModelEngine(*load_model_and_params(path))
+    return ModelEngine(*load_model_and_params(path), conditioning=conditioning)
 
 
 # ---------------------------------------------------------------------- synthesizer
