@@ -45,15 +45,16 @@ def test_dilated_conv(capsys):
 
 
 def test_synthesis_speed(capsys):
-    peak, record = run("synthesis_speed", capsys, "--paths=infer,composed,bfloat16,savedmodel")
+    peak, record = run("synthesis_speed", capsys, "--paths=infer,composed,bfloat16,savedmodel,savedmodel_latent")
     assert peak["benchmark"] == "matmul_peak" and record["benchmark"] == "synthesis"
     assert record["model"] == "tiny" and record["batch"] == 1
-    for path in ("infer", "composed", "bfloat16", "savedmodel", "torch"):
+    for path in ("infer", "composed", "bfloat16", "savedmodel", "savedmodel_latent", "torch"):
         assert record[path]["khz"] > 0 and record[path]["rtf"] > 0
     # The benchmark's own check that both frameworks synthesised the same audio.
     assert record["max_rel_diff_vs_torch"]["infer"] < 1e-4
     assert record["max_rel_diff_vs_torch"]["composed"] < 1e-4
     assert record["max_rel_diff_vs_torch"]["savedmodel"] < 1e-4
+    assert record["max_rel_diff_vs_torch"]["savedmodel_latent"] < 1e-4
     assert record["max_rel_diff_vs_torch"]["bfloat16"] < 5e-2
     assert (
         record["macs_per_sample"]["composed"]
