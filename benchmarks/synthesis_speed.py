@@ -226,6 +226,7 @@ def measure(model, functions_by_path: dict, reference, seconds: float, batch: in
     record = {
         "benchmark": "synthesis",
         "wn_channels": model.wn_n_channels,
+        "dilated_conv": model.couplings[0].wn.dilated_conv,
         "audio_seconds": round(frames * hop / sr, 3),
         "batch": batch,
         "frames": frames,

@@ -100,6 +100,7 @@ def measure(model_name, batch, segment, paths, use_torch, repeats, quick) -> dic
         "benchmark": "training_step",
         "model": model_name,
         "wn_channels": params.model.wn.n_channels,
+        "dilated_conv": FLAGS.dilated_conv or params.model.wn.dilated_conv,
         "batch": batch,
         "segment": segment,
         "first_step_loss": {name: round(v, 6) for name, v in first_losses.items()},
