@@ -19,6 +19,32 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REFERENCE_DIR = os.path.join(REPO_ROOT, "tests", "reference")
 
 
+def define_run_flags(flag_values, repeats: int, quick_help: str) -> None:
+    """The flags every speed benchmark shares: ``threads``, ``repeats``, ``torch``, ``quick``."""
+    from absl import flags
+
+    flags.DEFINE_integer("threads", 2, "Threads for TensorFlow and PyTorch.", flag_values=flag_values)
+    flags.DEFINE_integer("repeats", repeats, "Timed rounds.", flag_values=flag_values)
+    flags.DEFINE_bool("torch", True, "Time the PyTorch reference too.", flag_values=flag_values)
+    flags.DEFINE_bool("quick", False, quick_help, flag_values=flag_values)
+
+
+def start(flag_values, argv: list[str], quick: dict | None = None) -> dict:
+    """Parses ``argv``, applies the ``--quick`` overrides, sets the thread pools; returns :func:`machine_info`.
+
+    Args:
+      flag_values: a ``FlagValues`` holding :func:`define_run_flags`'s flags.
+      argv: the full command line (program name first).
+      quick: flag name -> value to set when ``--quick`` is given.
+    """
+    parse(flag_values, argv)
+    if flag_values.quick:
+        for name, value in (quick or {}).items():
+            setattr(flag_values, name, value)
+    setup_threads(flag_values.threads, torch_too=flag_values.torch)
+    return machine_info(flag_values.threads)
+
+
 def setup_threads(threads: int, torch_too: bool = True) -> None:
     """Same thread count for TensorFlow (intra-op; one inter-op thread) and PyTorch.
 
@@ -62,6 +88,7 @@ def machine_info(threads: int) -> dict:
         "tf_intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "gpu": gpus or None,
         "load_1min": round(os.getloadavg()[0], 2),
+        "load_avg_1_5_15": [round(v, 2) for v in os.getloadavg()],
         "tf": tf.__version__,
     }
 

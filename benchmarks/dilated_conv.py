@@ -27,17 +27,11 @@ flags.DEFINE_integer("length", 2000, "Time steps (group steps: 2000 = one 16000-
 flags.DEFINE_integer("batch", 1, "Batch size.", flag_values=FLAGS)
 flags.DEFINE_list("dilations", ["1", "2", "4", "8", "16", "32", "64", "128"], "Dilations.", flag_values=FLAGS)
 flags.DEFINE_list("modes", None, "Modes to time (default: all).", flag_values=FLAGS)
-flags.DEFINE_integer("threads", 2, "Threads for TensorFlow and PyTorch.", flag_values=FLAGS)
-flags.DEFINE_integer("repeats", 7, "Timed rounds.", flag_values=FLAGS)
-flags.DEFINE_bool("torch", True, "Time PyTorch's conv1d too.", flag_values=FLAGS)
-flags.DEFINE_bool("quick", False, "Smoke run: 16 channels, 64 steps, dilations 1 and 4, 2 rounds.", flag_values=FLAGS)
+bench_common.define_run_flags(FLAGS, 7, "Smoke run: 16 channels, 64 steps, dilations 1 and 4, 2 rounds.")
 
 
 def main(argv):
-    bench_common.parse(FLAGS, argv)
-    if FLAGS.quick:
-        FLAGS.channels, FLAGS.length, FLAGS.dilations, FLAGS.repeats = 16, 64, ["1", "4"], 2
-    bench_common.setup_threads(FLAGS.threads, torch_too=FLAGS.torch)
+    info = bench_common.start(FLAGS, argv, quick={"channels": 16, "length": 64, "dilations": ["1", "4"], "repeats": 2})
     import numpy as np
     import tensorflow as tf
 
@@ -50,7 +44,6 @@ def main(argv):
     kernel_np = (rng.standard_normal((k, c, 2 * c)) / np.sqrt(k * c)).astype(np.float32)
     upstream_np = rng.standard_normal((batch, length, 2 * c)).astype(np.float32)
     x, kernel, upstream = tf.constant(x_np), tf.Variable(kernel_np), tf.constant(upstream_np)
-    info = bench_common.machine_info(FLAGS.threads)
     macs = batch * length * k * c * 2 * c
 
     for dilation in (int(d) for d in FLAGS.dilations):

@@ -17,11 +17,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_common  # noqa: E402
 
 FLAGS = flags.FlagValues()
-flags.DEFINE_integer("threads", 2, "Threads for TensorFlow and PyTorch.", flag_values=FLAGS)
 flags.DEFINE_list("sizes", ["1024", "2048", "3072"], "Square matrix sizes.", flag_values=FLAGS)
-flags.DEFINE_integer("repeats", 7, "Timed rounds.", flag_values=FLAGS)
-flags.DEFINE_bool("torch", True, "Time torch.mm too.", flag_values=FLAGS)
-flags.DEFINE_bool("quick", False, "Smoke run: one 256 x 256 product, 2 rounds.", flag_values=FLAGS)
+bench_common.define_run_flags(FLAGS, 7, "Smoke run: one 256 x 256 product, 2 rounds.")
 
 
 def _functions(n: int, use_torch: bool) -> dict:
@@ -60,12 +57,9 @@ def matmul_peak(sizes, repeats: int, use_torch: bool = True) -> dict:
 
 
 def main(argv):
-    bench_common.parse(FLAGS, argv)
-    if FLAGS.quick:
-        FLAGS.sizes, FLAGS.repeats = ["256"], 2
-    bench_common.setup_threads(FLAGS.threads, torch_too=FLAGS.torch)
+    info = bench_common.start(FLAGS, argv, quick={"sizes": ["256"], "repeats": 2})
     peak = matmul_peak([int(n) for n in FLAGS.sizes], FLAGS.repeats, FLAGS.torch)
-    bench_common.emit({"benchmark": "matmul_peak", **peak, **bench_common.machine_info(FLAGS.threads)})
+    bench_common.emit({"benchmark": "matmul_peak", **peak, **info})
 
 
 if __name__ == "__main__":

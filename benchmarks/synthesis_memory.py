@@ -81,6 +81,7 @@ def run_one(seconds: float) -> dict:
         "output_mib": round(audio.nbytes / 2**20, 1),
         "wall_seconds": round(wall, 2),
         "real_time_factor": round(wall / (frames * hop / params.audio.sampling_rate), 2),
+        "load_avg_1_5_15": [round(v, 2) for v in os.getloadavg()],
     }
 
 

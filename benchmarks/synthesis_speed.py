@@ -12,8 +12,14 @@ paths:
 ``infer``     ``model.infer_fn``: the compiled ``model.infer`` (pinned signature).
 ``composed``  the same with ``model.compose_conditioning()`` (2 GB for the default model).
 ``bfloat16``  ``model.infer_function(mel_dtype=tf.bfloat16)``: WNs in bfloat16, flow in float32.
-``savedmodel`` the exported SavedModel (``tfwaveglow.export``), reloaded, signature
-              ``synthesize_from_latent``.
+``savedmodel`` the exported SavedModel (``tfwaveglow.export``) loaded with
+              ``tf.saved_model.load``, signature ``synthesize`` (seeded latents,
+              item by item, clipped to [-1, 1]: what TF Serving runs).
+``savedmodel_latent`` the same SavedModel, signature ``synthesize_from_latent``.
+
+Item ``i`` of a batch uses the latent ``synthesis.draw_latent(i, ...)`` in every
+path and in PyTorch, so all outputs are comparable (``savedmodel`` against
+PyTorch's output clipped to [-1, 1]).
 
 One JSON line per (model, seconds, batch): per path the median seconds, kHz of
 audio per second, real-time factor (compute time / audio duration; < 1 is
@@ -39,14 +45,14 @@ flags.DEFINE_list(
 flags.DEFINE_list("seconds", ["1", "10"], "Audio durations to synthesise (seconds at 22.05 kHz).", flag_values=FLAGS)
 flags.DEFINE_list("batches", ["1", "8"], "Batch sizes.", flag_values=FLAGS)
 flags.DEFINE_list(
-    "paths", ["infer", "composed", "savedmodel"], "TensorFlow paths: infer, composed, bfloat16, savedmodel.", FLAGS
+    "paths",
+    ["infer", "composed", "savedmodel"],
+    "TensorFlow paths: infer, composed, bfloat16, savedmodel, savedmodel_latent.",
+    flag_values=FLAGS,
 )
-flags.DEFINE_bool("torch", True, "Time the PyTorch reference too.", flag_values=FLAGS)
-flags.DEFINE_integer("threads", 2, "Threads for TensorFlow and PyTorch.", flag_values=FLAGS)
-flags.DEFINE_integer("repeats", 3, "Timed rounds (after a warm-up on a short input).", flag_values=FLAGS)
 flags.DEFINE_list("peak_sizes", ["2048"], "Matmul sizes for the peak (empty: skip).", flag_values=FLAGS)
 flags.DEFINE_string("dilated_conv", None, "Override model.wn.dilated_conv.", flag_values=FLAGS)
-flags.DEFINE_bool("quick", False, "Smoke run: a tiny model, 0.1 s, batch 1, one round.", flag_values=FLAGS)
+bench_common.define_run_flags(FLAGS, 3, "Smoke run: a tiny model, 0.1 s, batch 1, one round.")
 
 TINY = {"model.n_flows": 4, "model.wn.n_layers": 2, "model.wn.n_channels": 8}
 
@@ -111,15 +117,11 @@ def macs_per_sample(model) -> dict:
 
 
 def main(argv):
-    bench_common.parse(FLAGS, argv)
-    if FLAGS.quick:
-        FLAGS.models, FLAGS.seconds, FLAGS.batches, FLAGS.repeats = ["tiny"], ["0.1"], ["1"], 1
-        FLAGS.peak_sizes = ["256"]
-    bench_common.setup_threads(FLAGS.threads, torch_too=FLAGS.torch)
+    quick = {"models": ["tiny"], "seconds": ["0.1"], "batches": ["1"], "repeats": 1, "peak_sizes": ["256"]}
+    info = bench_common.start(FLAGS, argv, quick=quick)
     import tensorflow as tf
     from matmul_peak import matmul_peak
 
-    info = bench_common.machine_info(FLAGS.threads)
     peak = matmul_peak([int(n) for n in FLAGS.peak_sizes], 3, FLAGS.torch) if FLAGS.peak_sizes else None
     if peak:
         bench_common.emit({"benchmark": "matmul_peak", **peak, **info})
@@ -133,8 +135,11 @@ def main(argv):
             functions_by_path["composed"] = model.infer_function(conditioning=model.compose_conditioning())
         if "bfloat16" in FLAGS.paths:
             functions_by_path["bfloat16"] = model.infer_function(mel_dtype=tf.bfloat16)
-        if "savedmodel" in FLAGS.paths:
-            functions_by_path["savedmodel"] = exported(model, params)
+        if {"savedmodel", "savedmodel_latent"} & set(FLAGS.paths):
+            loaded = exported(model, params)
+            for path in ("savedmodel", "savedmodel_latent"):
+                if path in FLAGS.paths:
+                    functions_by_path[path] = loaded[path]
         reference = bench_common.torch_reference_from(model) if FLAGS.torch else None
         for seconds in (float(s) for s in FLAGS.seconds):
             for batch in (int(b) for b in FLAGS.batches):
@@ -143,8 +148,8 @@ def main(argv):
                 bench_common.emit({**record, **info, "load_1min_after": round(os.getloadavg()[0], 2)})
 
 
-def exported(model, params):
-    """``model`` exported with ``tfwaveglow.export`` and loaded back: ``fn(mel, sigma, z) -> audio``."""
+def exported(model, params) -> dict:
+    """``model`` exported with ``tfwaveglow.export``, loaded back: path name -> ``fn(mel, sigma, z) -> audio``."""
     import tempfile
 
     import tensorflow as tf
@@ -153,13 +158,26 @@ def exported(model, params):
 
     directory = tempfile.mkdtemp(prefix="synthesis_speed_")
     loaded = tf.saved_model.load(export_saved_model(model, params, f"{directory}/waveglow/1"))
-    signature = loaded.signatures["synthesize_from_latent"]
+    synthesize_signature = loaded.signatures["synthesize"]
+    latent_signature = loaded.signatures["synthesize_from_latent"]
 
     def synthesize(mel, sigma, z):
-        return signature(mel=mel, z=z, sigma=tf.fill(tf.shape(mel)[:1], sigma))["audio"]
+        # Seeds 0..B-1: the signature draws draw_latent(i, ...) for item i, the ``z`` every path gets.
+        del z
+        batch, frames = tf.shape(mel)[0], tf.shape(mel)[1]
+        return synthesize_signature(
+            mel=mel,
+            mel_lengths=tf.fill([batch], frames),
+            sigma=tf.fill([batch], sigma),
+            denoiser_strength=tf.zeros([batch]),
+            seed=tf.range(batch, dtype=tf.int64),
+        )["audio"]
 
-    synthesize.loaded = loaded  # keeps the SavedModel's variables alive
-    return synthesize
+    def synthesize_from_latent(mel, sigma, z):
+        return latent_signature(mel=mel, z=z, sigma=tf.fill(tf.shape(mel)[:1], sigma))["audio"]
+
+    synthesize.loaded = synthesize_from_latent.loaded = loaded  # keeps the SavedModel's variables alive
+    return {"savedmodel": synthesize, "savedmodel_latent": synthesize_from_latent}
 
 
 def _tf_runner(fn, mel, sigma, z, outputs: dict, path: str):
@@ -189,15 +207,17 @@ def measure(model, functions_by_path: dict, reference, seconds: float, batch: in
 
     hop, g, sr = model.hop_length, model.n_group, 22050
     frames = max(1, round(seconds * sr / hop))
+    from tfwaveglow.synthesis import draw_latent
+
     rng = np.random.default_rng(frames * 10 + batch)
     mel_np = rng.normal(-5.0, 2.0, (batch, frames, model.n_mel_channels)).astype(np.float32)
-    z_np = rng.standard_normal((batch, frames * hop // g, g)).astype(np.float32)
+    z_np = np.stack([draw_latent(i, frames * hop // g, g).numpy() for i in range(batch)])
     mel, z, sigma = tf.constant(mel_np), tf.constant(z_np), tf.constant(0.6)
     outputs, functions = {}, {}
     for path, fn in functions_by_path.items():
         path_mel = tf.cast(mel, tf.bfloat16) if path == "bfloat16" else mel
         functions[path] = _tf_runner(fn, path_mel, sigma, z, outputs, path)
-        fn(path_mel[:, :2], sigma, z[:, : 2 * hop // g])  # traces once; longer inputs reuse the trace
+        fn(path_mel[:1, :2], sigma, z[:1, : 2 * hop // g])  # traces once; longer inputs reuse the trace
     if reference is not None:
         functions["torch"] = _torch_runner(reference, mel_np, z_np, outputs)
     timings = bench_common.time_interleaved(functions, repeats, warmup=0)
@@ -206,6 +226,7 @@ def measure(model, functions_by_path: dict, reference, seconds: float, batch: in
     record = {
         "benchmark": "synthesis",
         "wn_channels": model.wn_n_channels,
+        "dilated_conv": model.couplings[0].wn.dilated_conv,
         "audio_seconds": round(frames * hop / sr, 3),
         "batch": batch,
         "frames": frames,
@@ -230,8 +251,9 @@ def measure(model, functions_by_path: dict, reference, seconds: float, batch: in
         record[name] = entry
     if "torch" in outputs:
         scale = float(np.max(np.abs(outputs["torch"]))) or 1.0
+        clipped = np.clip(outputs["torch"], -1.0, 1.0)  # the ``synthesize`` signature clips
         record["max_rel_diff_vs_torch"] = {
-            name: float(f"{np.max(np.abs(out - outputs['torch'])) / scale:.3g}")
+            name: float(f"{np.max(np.abs(out - (clipped if name == 'savedmodel' else outputs['torch']))) / scale:.3g}")
             for name, out in outputs.items()
             if name != "torch"
         }

@@ -27,19 +27,12 @@ flags.DEFINE_list("models", ["default"], "default, small or tiny.", flag_values=
 flags.DEFINE_integer("batch", 1, "Segments per step.", flag_values=FLAGS)
 flags.DEFINE_integer("segment", 16000, "Audio samples per segment (NVIDIA: 16000).", flag_values=FLAGS)
 flags.DEFINE_list("paths", ["graph"], "TensorFlow steps: graph, xla.", flag_values=FLAGS)
-flags.DEFINE_bool("torch", True, "Time the PyTorch reference too.", flag_values=FLAGS)
-flags.DEFINE_integer("threads", 2, "Threads for TensorFlow and PyTorch.", flag_values=FLAGS)
-flags.DEFINE_integer("repeats", 5, "Timed rounds (after two warm-up steps each).", flag_values=FLAGS)
 flags.DEFINE_string("dilated_conv", None, "Override model.wn.dilated_conv.", flag_values=FLAGS)
-flags.DEFINE_bool("quick", False, "Smoke run: a tiny model, 1024-sample segment, one round.", flag_values=FLAGS)
+bench_common.define_run_flags(FLAGS, 5, "Smoke run: a tiny model, 1024-sample segment, one round.")
 
 
 def main(argv):
-    bench_common.parse(FLAGS, argv)
-    if FLAGS.quick:
-        FLAGS.models, FLAGS.segment, FLAGS.repeats = ["tiny"], 1024, 1
-    bench_common.setup_threads(FLAGS.threads, torch_too=FLAGS.torch)
-    info = bench_common.machine_info(FLAGS.threads)
+    info = bench_common.start(FLAGS, argv, quick={"models": ["tiny"], "segment": 1024, "repeats": 1})
     for model_name in FLAGS.models:
         record = measure(model_name, FLAGS.batch, FLAGS.segment, FLAGS.paths, FLAGS.torch, FLAGS.repeats, FLAGS.quick)
         bench_common.emit({**record, **info, "load_1min_after": round(os.getloadavg()[0], 2)})
@@ -107,6 +100,7 @@ def measure(model_name, batch, segment, paths, use_torch, repeats, quick) -> dic
         "benchmark": "training_step",
         "model": model_name,
         "wn_channels": params.model.wn.n_channels,
+        "dilated_conv": FLAGS.dilated_conv or params.model.wn.dilated_conv,
         "batch": batch,
         "segment": segment,
         "first_step_loss": {name: round(v, 6) for name, v in first_losses.items()},

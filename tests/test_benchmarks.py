@@ -45,15 +45,16 @@ def test_dilated_conv(capsys):
 
 
 def test_synthesis_speed(capsys):
-    peak, record = run("synthesis_speed", capsys, "--paths=infer,composed,bfloat16,savedmodel")
+    peak, record = run("synthesis_speed", capsys, "--paths=infer,composed,bfloat16,savedmodel,savedmodel_latent")
     assert peak["benchmark"] == "matmul_peak" and record["benchmark"] == "synthesis"
     assert record["model"] == "tiny" and record["batch"] == 1
-    for path in ("infer", "composed", "bfloat16", "savedmodel", "torch"):
+    for path in ("infer", "composed", "bfloat16", "savedmodel", "savedmodel_latent", "torch"):
         assert record[path]["khz"] > 0 and record[path]["rtf"] > 0
     # The benchmark's own check that both frameworks synthesised the same audio.
     assert record["max_rel_diff_vs_torch"]["infer"] < 1e-4
     assert record["max_rel_diff_vs_torch"]["composed"] < 1e-4
     assert record["max_rel_diff_vs_torch"]["savedmodel"] < 1e-4
+    assert record["max_rel_diff_vs_torch"]["savedmodel_latent"] < 1e-4
     assert record["max_rel_diff_vs_torch"]["bfloat16"] < 5e-2
     assert (
         record["macs_per_sample"]["composed"]
@@ -70,3 +71,48 @@ def test_training_speed(capsys):
     assert record["first_step_loss"]["tf_graph"] == pytest.approx(
         record["first_step_loss"]["torch"], rel=1e-4, abs=1e-6
     )
+
+
+def test_profile_synthesis(capsys):
+    records = run("profile_synthesis", capsys, "--paths=infer,composed")
+    assert [r["path"] for r in records] == ["infer", "composed"]
+    for record in records:
+        assert record["ops_ms_total"] > 0 and record["top_ops"]
+        assert sum(record["groups_share"].values()) == pytest.approx(1.0, abs=0.01)
+
+
+@pytest.mark.slow  # traces a whole training step (about 20 s); the step itself is covered by test_training_speed
+def test_profile_training(capsys):
+    (record,) = run("profile_training", capsys)
+    assert record["benchmark"] == "training_profile" and record["segment"] == 1024
+    assert record["ops_ms_total"] > 0 and record["groups_share"]["matmul"] > 0
+
+
+def _synthesis_record(model, seconds, khz_by_path, batch=1, threads=2):
+    record = {"benchmark": "synthesis", "model": model, "audio_seconds": seconds, "batch": batch, "threads": threads}
+    for path, khz in khz_by_path.items():
+        record[path] = {"median_s": 1.0, "cpu_median_s": 2.0, "khz": khz, "rtf": 0.5}
+        if path != "torch":
+            record[path]["speedup_vs_torch"] = 1.5
+    return {**record, "load_1min": 1.0, "load_1min_after": 1.5, "cpu": "test CPU"}
+
+
+def test_plot_and_table(tmp_path, capsys):
+    results = tmp_path / "results.jsonl"
+    lines = [
+        _synthesis_record("default", 1.0, {"infer": 10.0, "torch": 7.0}),
+        _synthesis_record("default", 10.0, {"infer": 11.0, "torch": 6.0}),
+        _synthesis_record("default", 1.0, {"infer": 99.0, "torch": 99.0}, batch=8),  # another batch: not plotted
+        {"benchmark": "matmul_peak", "peak_gmac_per_s": 100.0},
+    ]
+    results.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    output = tmp_path / "plot.png"
+    load("plot_throughput").main(["plot_throughput.py", f"--results={results}", f"--output={output}"])
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["points"] == {"default": {"infer": [[1.0, 10.0], [10.0, 11.0]], "torch": [[1.0, 7.0], [10.0, 6.0]]}}
+    assert output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    load("results_table").main(["results_table.py", str(results)])
+    table = capsys.readouterr().out
+    assert "| default | 10 s | 1 | 2 | infer | 1.00 | 2.00 | 11.00 | 0.500 | **1.50** |" in table
+    assert table.count("| default |") == 6

@@ -66,7 +66,7 @@ def numpy_dilated_conv_gradients(x, kernel, dilation, upstream):
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize(
-    ("kernel_size", "dilation", "length"), [(3, 1, 37), (3, 8, 5), (3, 16, 100), (5, 4, 50), (1, 2, 9)]
+    ("kernel_size", "dilation", "length"), [(3, 1, 37), (3, 8, 5), (3, 4, 64), (3, 16, 100), (5, 4, 50), (1, 2, 9)]
 )
 def test_gradients_match_numpy(mode, kernel_size, dilation, length):
     """Training differentiates through the conv (shifted_matmul has a hand-written gradient)."""
@@ -152,3 +152,25 @@ def test_rejects_even_kernel_and_unknown_mode():
         DilatedConv1D(2, 2, kernel_size=4)
     with pytest.raises(ValueError, match="mode"):
         DilatedConv1D(2, 2, mode="conv2d")
+
+
+def test_time_to_batch_gradients_with_unknown_length():
+    """The crop's hand-written gradient when the length is only known at run time (divisible or not)."""
+    rng = np.random.default_rng(7)
+    kernel = rng.standard_normal((3, 3, 4)).astype(np.float32)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, 3]), tf.TensorSpec([None, None, 4])])
+    def gradients(x, upstream):
+        kernel_t = tf.constant(kernel)
+        with tf.GradientTape() as tape:
+            tape.watch([x, kernel_t])
+            loss = tf.reduce_sum(dilated_conv1d(x, kernel_t, 8, "time_to_batch") * upstream)
+        return tape.gradient(loss, [x, kernel_t])
+
+    for length in (64, 77, 3):
+        x = rng.standard_normal((2, length, 3)).astype(np.float32)
+        upstream = rng.standard_normal((2, length, 4)).astype(np.float32)
+        dx, dkernel = gradients(tf.constant(x), tf.constant(upstream))
+        expected_dx, expected_dkernel = numpy_dilated_conv_gradients(x, kernel, 8, upstream)
+        np.testing.assert_allclose(dx.numpy(), expected_dx, atol=1e-4, rtol=1e-4)
+        np.testing.assert_allclose(dkernel.numpy(), expected_dkernel, atol=1e-4, rtol=1e-4)

@@ -7,9 +7,10 @@ forms compute it:
 
 ``time_to_batch`` (default)
   Sample ``t`` belongs to phase ``t mod d``; the phases move into the batch axis,
-  a dense (dilation 1) convolution runs on them and ``batch_to_time`` interleaves
-  the results back. Lengths not divisible by ``d`` are padded on the right and
-  cropped again.
+  a dense (dilation 1) "same" convolution runs on each phase (zero beyond the
+  phase's ends is zero outside the sequence) and ``batch_to_time`` interleaves the
+  results back. Only lengths not divisible by ``d`` are padded on the right (and
+  cropped again).
 ``shifted_matmul``
   The zero-padded input shifted by each tap's offset, concatenated on the
   channel axis (``[batch, time, k * in]``), times the kernel reshaped to
@@ -120,16 +121,43 @@ def _shifted_matmul(x, kernel, dilation):
     return conv(x, flat_kernel)
 
 
+def _crop_time(x, time):
+    """``x[:, :time]`` whose gradient pads ``dy`` with zeros (one pad, no zero-filled slice gradient).
+
+    Args:
+      x: ``[batch, longer, channels]``.
+      time: the kept length.
+
+    Returns:
+      ``[batch, time, channels]``.
+    """
+
+    @tf.custom_gradient
+    def crop(x):
+        longer = tf.shape(x)[1]
+
+        def grad(dy):
+            return tf.pad(dy, [[0, 0], [0, longer - time], [0, 0]])
+
+        return x[:, :time, :], grad
+
+    return crop(x)
+
+
 def _time_to_batch_conv(x, kernel, dilation):
-    kernel_size = kernel.shape[0]
-    half = dilation * (kernel_size - 1) // 2
-    time = tf.shape(x)[1]
-    extra = (-time) % dilation  # right padding so the padded length splits into phases
-    x = tf.pad(x, [[0, 0], [half, half + extra], [0, 0]])
+    # Each phase t = p, p + d, ... is an undilated sequence: an undilated "same" conv on it,
+    # zero beyond its ends, is the dilated "same" conv with zeros outside [0, time). Only
+    # lengths that do not split into d phases need zeros on the right (and a crop after).
+    time = x.shape[1] if x.shape[1] is not None else tf.shape(x)[1]
+    extra = (-time) % dilation
+    needs_padding = not isinstance(extra, int) or extra > 0
+    if needs_padding:
+        x = tf.pad(x, [[0, 0], [0, extra], [0, 0]])
     y = time_to_batch(x, dilation)
-    y = tf.nn.conv1d(y, kernel, stride=1, padding="VALID")
+    # oneDNN pads each phase inside the conv: no padded copy, no slice (or slice gradient) around it.
+    y = tf.nn.conv1d(y, kernel, stride=1, padding="SAME")
     y = batch_to_time(y, dilation)
-    return y[:, :time, :]
+    return _crop_time(y, time) if needs_padding else y
 
 
 def _phase_conv2d(x, kernel, dilation):
