@@ -20,13 +20,16 @@ mkdir -p "$RUNS" "$LOGS"
 export PYTHONPATH="$PWD" TF_CPP_MIN_LOG_LEVEL=2
 export OMP_NUM_THREADS=1 TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1
 
-run_logged() {  # run_logged LOG CMD...: runs CMD niced, logging to LOG, its pid listed in $PAUSABLE_PIDS
+run_logged() {  # run_logged LOG CMD...: runs CMD niced, logging to LOG, its pid listed in $PAUSABLE_PIDS meanwhile
   local log="$1"; shift
   nice -n 10 "$@" >> "$log" 2>&1 &
-  local pid=$!
+  local pid=$! status=0
   if [ -n "${PAUSABLE_PIDS:-}" ]; then echo "$pid" >> "$PAUSABLE_PIDS"; fi
   echo "pid $pid: $* (log $log)"
-  wait "$pid"
+  wait "$pid" || status=$?
+  # A finished pid left in the list could later name someone else's process.
+  if [ -n "${PAUSABLE_PIDS:-}" ]; then sed -i "/^$pid\$/d" "$PAUSABLE_PIDS"; fi
+  return "$status"
 }
 
 if [ ! -f "$RUNS/parity_init/weights.npz" ]; then
