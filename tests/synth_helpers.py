@@ -6,6 +6,7 @@ import keras
 import librosa
 import numpy as np
 import tensorflow as tf
+from spectral_reference import librosa_stft
 
 import tfwaveglow
 
@@ -67,19 +68,8 @@ def librosa_denoise(audio, bias_audio, strength, n_fft, hop, win):
     bias is the magnitude of its first STFT frame.
     """
 
-    def stft(x):
-        return librosa.stft(
-            np.asarray(x, np.float64),
-            n_fft=n_fft,
-            hop_length=hop,
-            win_length=win,
-            window="hann",
-            center=True,
-            pad_mode="reflect",
-        )
-
-    bias = np.abs(stft(bias_audio))[:, :1]
-    spec = stft(audio)
+    bias = np.abs(librosa_stft(bias_audio, n_fft, hop, win))[:, :1]
+    spec = librosa_stft(audio, n_fft, hop, win)
     magnitude = np.maximum(np.abs(spec) - strength * bias, 0.0)
     return librosa.istft(
         magnitude * np.exp(1j * np.angle(spec)),

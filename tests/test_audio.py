@@ -8,6 +8,7 @@ import pytest
 import soundfile
 import tensorflow as tf
 from scipy import signal
+from spectral_reference import librosa_stft
 
 import tfwaveglow
 from tfwaveglow import audio
@@ -19,17 +20,7 @@ AP = PARAMS.audio
 
 def reference_log_mel(y, sr=22050, n_fft=1024, hop=256, win=1024, n_mels=80, fmin=0.0, fmax=8000.0):
     """librosa STFT magnitude, librosa's Slaney basis, natural log of the clamp (all float64)."""
-    magnitude = np.abs(
-        librosa.stft(
-            np.asarray(y, np.float64),
-            n_fft=n_fft,
-            hop_length=hop,
-            win_length=win,
-            window="hann",
-            center=True,
-            pad_mode="reflect",
-        )
-    )
+    magnitude = np.abs(librosa_stft(y, n_fft, hop, win))
     basis = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, dtype=np.float64)
     return np.log(np.maximum(basis @ magnitude, 1e-5)).T
 
