@@ -15,17 +15,14 @@ reshape) and the rest. One JSON line per path.
 
 from __future__ import annotations
 
-import collections
-import glob
 import os
 import sys
-import tempfile
-import time
 
 from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_common  # noqa: E402
+import op_profile  # noqa: E402
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_list("models", ["default"], "default, small or tiny.", flag_values=FLAGS)
@@ -34,45 +31,6 @@ flags.DEFINE_integer("batch", 1, "Batch size.", flag_values=FLAGS)
 flags.DEFINE_list("paths", ["infer", "composed"], "infer, composed, bfloat16.", flag_values=FLAGS)
 flags.DEFINE_string("dilated_conv", None, "Override model.wn.dilated_conv.", flag_values=FLAGS)
 bench_common.define_run_flags(FLAGS, 1, "Smoke run: a tiny model, 0.1 s.")
-
-GROUPS = {
-    # Contractions: products, convolutions, and the convolutions' gradients (the upsampler's transposed conv is one).
-    "matmul": ("MatMul", "BatchMatMul", "Conv2D", "Einsum"),
-    "gate": ("Tanh", "Sigmoid"),
-    "data_movement": ("Concat", "Split", "Pad", "Transpose", "Slice", "Reshape", "Pack", "Tile", "Gather"),
-}
-
-
-def group_of(op_type: str) -> str:
-    for group, names in GROUPS.items():
-        if any(name in op_type for name in names):
-            return group
-    return "elementwise_other"
-
-
-def op_times(logdir: str) -> dict[str, list[float]]:
-    """Op type -> [count, milliseconds] from the profiler's XSpace files under ``logdir``."""
-    from tensorflow.tsl.profiler.protobuf import xplane_pb2
-
-    totals = collections.defaultdict(lambda: [0, 0.0])
-    for path in glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True):
-        space = xplane_pb2.XSpace()
-        with open(path, "rb") as f:
-            space.ParseFromString(f.read())
-        for plane in space.planes:
-            metadata = plane.event_metadata
-            for line in plane.lines:
-                for event in line.events:
-                    name = metadata[event.metadata_id].name
-                    # Op events are "op_name:OpType"; "A::B" are runtime internals, "__inference" the function itself.
-                    if ":" not in name or "::" in name:
-                        continue
-                    op_type = name.rsplit(":", 1)[1].strip()
-                    if not op_type or op_type.startswith("__inference") or " " in name:
-                        continue
-                    totals[op_type][0] += 1
-                    totals[op_type][1] += event.duration_ps / 1e9
-    return dict(totals)
 
 
 def main(argv):
@@ -100,18 +58,7 @@ def main(argv):
                 raise ValueError(f"unknown path {path!r}")
             for _ in range(2):
                 fn(path_mel, 0.6, z).numpy()
-            logdir = tempfile.mkdtemp(prefix="profile_synthesis_")
-            tf.profiler.experimental.start(logdir)
-            t0 = time.perf_counter()
-            fn(path_mel, 0.6, z).numpy()
-            wall = time.perf_counter() - t0
-            tf.profiler.experimental.stop()
-            ops = op_times(logdir)
-            total = sum(ms for _, ms in ops.values())
-            groups = collections.Counter()
-            for op_type, (_, ms) in ops.items():
-                groups[group_of(op_type)] += ms
-            top = sorted(ops.items(), key=lambda item: -item[1][1])[:15]
+            profile = op_profile.profile_once(lambda fn=fn, mel=path_mel, z=z: fn(mel, 0.6, z).numpy())
             bench_common.emit(
                 {
                     "benchmark": "synthesis_profile",
@@ -120,12 +67,8 @@ def main(argv):
                     "dilated_conv": model.couplings[0].wn.dilated_conv,
                     "audio_seconds": round(frames * hop / 22050, 3),
                     "batch": FLAGS.batch,
-                    "wall_ms_profiled_call": round(wall * 1e3, 1),
-                    "ops_ms_total": round(total, 1),
-                    "groups_share": {k: round(v / total, 3) for k, v in groups.most_common()},
-                    "top_ops": {
-                        t: {"count": c, "ms": round(ms, 1), "share": round(ms / total, 3)} for t, (c, ms) in top
-                    },
+                    "wall_ms_profiled_call": profile.pop("wall_ms"),
+                    **profile,
                     **info,
                 }
             )

@@ -5,21 +5,19 @@
 
 The step is ``training_speed.py``'s (forward, NVIDIA's loss, gradients, Adam,
 weight norm on). Two warm-up steps, then one under ``tf.profiler``; op events
-summed per type and grouped as in ``profile_synthesis.py``. One JSON line per model.
+summed per type and grouped as in ``op_profile.py``. One JSON line per model.
 """
 
 from __future__ import annotations
 
-import collections
 import os
 import sys
-import tempfile
-import time
 
 from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_common  # noqa: E402
+import op_profile  # noqa: E402
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_list("models", ["default"], "default, small or tiny.", flag_values=FLAGS)
@@ -33,7 +31,6 @@ def main(argv):
     info = bench_common.start(FLAGS, argv, quick={"models": ["tiny"], "segment": 1024, "torch": False})
     import numpy as np
     import tensorflow as tf
-    from profile_synthesis import group_of, op_times
     from synthesis_speed import load_model_params, random_model
     from training_speed import _tf_step
 
@@ -46,18 +43,7 @@ def main(argv):
         audio = tf.constant(rng.uniform(-0.5, 0.5, (FLAGS.batch, FLAGS.segment)).astype(np.float32))
         for _ in range(2):
             float(step(mel, audio))
-        logdir = tempfile.mkdtemp(prefix="profile_training_")
-        tf.profiler.experimental.start(logdir)
-        t0 = time.perf_counter()
-        float(step(mel, audio))
-        wall = time.perf_counter() - t0
-        tf.profiler.experimental.stop()
-        ops = op_times(logdir)
-        total = sum(ms for _, ms in ops.values())
-        groups = collections.Counter()
-        for op_type, (_, ms) in ops.items():
-            groups[group_of(op_type)] += ms
-        top = sorted(ops.items(), key=lambda item: -item[1][1])[:15]
+        profile = op_profile.profile_once(lambda step=step, mel=mel, audio=audio: float(step(mel, audio)))
         bench_common.emit(
             {
                 "benchmark": "training_profile",
@@ -65,10 +51,8 @@ def main(argv):
                 "dilated_conv": FLAGS.dilated_conv or params.model.wn.dilated_conv,
                 "batch": FLAGS.batch,
                 "segment": FLAGS.segment,
-                "wall_ms_profiled_step": round(wall * 1e3, 1),
-                "ops_ms_total": round(total, 1),
-                "groups_share": {k: round(v / total, 3) for k, v in groups.most_common()},
-                "top_ops": {t: {"count": c, "ms": round(ms, 1), "share": round(ms / total, 3)} for t, (c, ms) in top},
+                "wall_ms_profiled_step": profile.pop("wall_ms"),
+                **profile,
                 **info,
             }
         )

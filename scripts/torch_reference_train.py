@@ -288,21 +288,9 @@ def training_batches(params, ids, wave_dir: str, lc_dir: str, steps: int) -> tup
     Returns:
       ``mel [steps, B, F, n_mel]``, ``audio [steps, B, S]``.
     """
-    from tfwaveglow import data
+    from tfwaveglow.training import training_dataset
 
-    t = params.train
-    dataset = data.make_dataset(
-        ids,
-        wave_dir,
-        lc_dir,
-        params,
-        batch_size=t.batch_size,
-        training=True,
-        deterministic=t.deterministic,
-        seed=t.seed,
-        repeat=True,
-        skip_batches=0,
-    )
+    dataset = training_dataset(params, ids, wave_dir, lc_dir)
     mels, audios = [], []
     for mel, audio in dataset.take(steps):
         mels.append(mel.numpy())

@@ -58,6 +58,7 @@ __all__ = [
     "make_optimizer",
     "remove_unlisted_checkpoint_files",
     "train",
+    "training_dataset",
 ]
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -927,6 +928,35 @@ def _format_duration(seconds: float) -> str:
 
 
 # --------------------------------------------------------------------------- entry point
+def training_dataset(params: Params, ids, wave_dir: str, lc_dir: str, start_step: int = 0) -> tf.data.Dataset:
+    """The batches :func:`train` reads from step ``start_step`` on (the stream is fixed by ``train.seed``).
+
+    Args:
+      params: the resolved config (``train.batch_size``, ``seed``, ``deterministic``).
+      ids: training utterance ids.
+      wave_dir, lc_dir: where the wavs and the mels live.
+      start_step: batches to skip, so a resumed run reads on where it stopped.
+
+    Returns:
+      An endless dataset of ``(mel [B, ceil(segment / hop), n_mel], audio [B, segment])``.
+    """
+    from tfwaveglow import data
+
+    t = params.train
+    return data.make_dataset(
+        ids,
+        wave_dir,
+        lc_dir,
+        params,
+        batch_size=t.batch_size,
+        training=True,
+        deterministic=t.deterministic,
+        seed=t.seed,
+        repeat=True,
+        skip_batches=start_step,
+    )
+
+
 def train(
     params: Params,
     filelist: str | os.PathLike,
@@ -971,19 +1001,7 @@ def train(
     trainer.restore(init_from)
 
     def dataset_fn(start_step: int) -> tf.data.Dataset:
-        # The stream is fixed by train.seed, so a resumed run reads on where it stopped.
-        return data.make_dataset(
-            ids,
-            wave_dir,
-            lc_dir,
-            params,
-            batch_size=t.batch_size,
-            training=True,
-            deterministic=t.deterministic,
-            seed=t.seed,
-            repeat=True,
-            skip_batches=start_step,
-        )
+        return training_dataset(params, ids, wave_dir, lc_dir, start_step)
 
     valid_dataset = None
     if valid_ids:
