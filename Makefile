@@ -17,8 +17,10 @@ $(VENV)/.installed-test: setup.cfg pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e ".[test,torch,eval]"
 	touch $@ $(VENV)/.installed-run
 
+# Copy synthesis of examples/ with the shipped model into demo_output/ (docs/demo.md);
+# e.g. make demo DEMO_ARGS="--input_dir=my_wavs --output_dir=out".
 demo: $(VENV)/.installed-run
-	$(BIN)/python -m tfwaveglow.demo
+	$(BIN)/python -m tfwaveglow.demo $(DEMO_ARGS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

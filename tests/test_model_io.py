@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 import tfwaveglow
-from tfwaveglow.model_io import ModelLoadError
+from tfwaveglow.model_io import ModelLoadError, stored_weights_dtype, weights_to_arrays
 
 
 def small_params(**overrides):
@@ -71,3 +71,44 @@ def test_missing_model_is_a_clear_error(tmp_path):
     tfwaveglow.save_params(small_params(), tmp_path / "empty" / "params.yaml")
     with pytest.raises(FileNotFoundError, match="neither weights.npz nor a TensorFlow checkpoint"):
         tfwaveglow.load_model(tmp_path / "empty")
+
+
+def test_float16_storage_rounds_each_weight_and_halves_the_file(tmp_path):
+    params = small_params()
+    model = randomized(tfwaveglow.WaveGlow.from_params(params, weight_norm=True), 6)
+    tfwaveglow.save_model(model, tmp_path / "f32", params)
+    tfwaveglow.save_model(model, tmp_path / "f16", params, weights_dtype="float16")
+    assert stored_weights_dtype(tmp_path / "f32") == "float32"
+    assert stored_weights_dtype(tmp_path / "f16") == "float16"
+    size32 = (tmp_path / "f32" / "weights.npz").stat().st_size
+    size16 = (tmp_path / "f16" / "weights.npz").stat().st_size
+    assert 0.45 < size16 / size32 < 0.55
+
+    loaded = tfwaveglow.load_model(tmp_path / "f16")
+    assert all(v.dtype == "float32" for v in loaded.weights)
+    expected = weights_to_arrays(model.fold_weight_norm())
+    got = weights_to_arrays(loaded)
+    assert set(got) == set(expected)
+    for name, value in expected.items():
+        rounded = value.astype(np.float16).astype(np.float32)
+        np.testing.assert_array_equal(got[name], rounded, err_msg=name)
+    # Rounding is real (not a float32 copy) and small.
+    kernel = expected["WN.0.in_layers.0.kernel"]
+    assert not np.array_equal(got["WN.0.in_layers.0.kernel"], kernel)
+    np.testing.assert_allclose(got["WN.0.in_layers.0.kernel"], kernel, rtol=1e-3, atol=1e-7)
+
+    mel = tf.random.normal([1, 4, 80], seed=7)
+    z = tf.random.normal([1, 128, 8], seed=8)
+    wave = loaded.infer(mel, 0.6, z)
+    assert wave.dtype == tf.float32
+    np.testing.assert_allclose(wave.numpy(), model.infer(mel, 0.6, z).numpy(), atol=2e-2)
+
+
+def test_float16_storage_refuses_what_it_cannot_hold(tmp_path):
+    params = small_params()
+    model = tfwaveglow.WaveGlow.from_params(params)
+    with pytest.raises(ValueError, match="weights_dtype must be one of"):
+        tfwaveglow.save_model(model, tmp_path / "m", params, weights_dtype="bfloat16")
+    model.upsample.bias.assign(np.full(model.upsample.bias.shape, 1e5, np.float32))
+    with pytest.raises(ValueError, match=r"float16 cannot hold the weights of \['upsample.bias'\]"):
+        tfwaveglow.save_model(model, tmp_path / "m", params, weights_dtype="float16")

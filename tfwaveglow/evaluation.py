@@ -45,12 +45,16 @@ __all__ = [
     "METRICS",
     "SYSTEMS",
     "EvaluationError",
+    "average_metrics",
     "evaluate_directory",
     "evaluate_file",
     "load_model_and_params",
     "make_denoiser",
     "markdown_report",
+    "denoise",
     "score",
+    "score_outputs",
+    "synthesize_waveglow",
     "write_report",
 ]
 
@@ -111,7 +115,38 @@ def score(reference, degraded, audio_params) -> tuple[dict, dict]:
             values[name] = functions[name]()
         except metrics.MetricError as e:
             values[name], errors[name] = None, str(e)
+        except ImportError as e:
+            # PESQ and STOI come from optional packages (the ``eval`` extra).
+            values[name], errors[name] = None, f"{METRIC_LABELS[name]} needs the package {e.name}: {e}"
     return values, errors
+
+
+def score_outputs(reference, waves: dict, audio_params) -> tuple[dict, dict, dict]:
+    """Rounds each synthesised signal to 16-bit PCM and scores it against the reference.
+
+    Args:
+      reference: ``[samples]`` audio.
+      waves: ``{system: [samples] float array}`` (cut to the reference's length).
+      audio_params: ``params.audio``.
+
+    Returns:
+      ``(values, outputs, errors)``: ``values[system]`` maps every metric to a float or
+      None; ``outputs[system]`` is the 16-bit-valued float32 audio of each system whose
+      samples were all finite; ``errors`` maps ``"<system>"`` (non-finite output) or
+      ``"<system>.<metric>"`` (a metric that failed) to the reason.
+    """
+    values, outputs, errors = {}, {}, {}
+    for system, wave in waves.items():
+        bad = int(np.count_nonzero(~np.isfinite(wave)))
+        if bad:
+            errors[system] = f"{SYSTEM_LABELS.get(system, system)} produced {bad} non-finite (NaN or Inf) samples"
+            values[system] = dict.fromkeys(METRICS)
+            continue
+        # Score what a listener gets: the 16-bit samples of the written file.
+        outputs[system] = audio_lib.quantize_int16(wave)
+        values[system], metric_errors = score(reference, outputs[system], audio_params)
+        errors.update({f"{system}.{name}": reason for name, reason in metric_errors.items()})
+    return values, outputs, errors
 
 
 def make_denoiser(model, audio_params, strength: float):
@@ -141,13 +176,26 @@ def make_denoiser(model, audio_params, strength: float):
     )
 
 
-def _synthesize_waveglow(model, mel, length, *, sigma, seed, denoiser, denoiser_strength) -> np.ndarray:
+def synthesize_waveglow(model, mel, *, sigma: float, seed: int) -> np.ndarray:
+    """WaveGlow's copy synthesis of one mel: ``model.infer(mel[None], sigma, seed=seed)``.
+
+    Args:
+      model: a :class:`tfwaveglow.WaveGlow`.
+      mel: ``[frames, n_mel]`` log-mel.
+      sigma: the latent's standard deviation.
+      seed: the latent's seed (the latent is a pure function of it and the mel's length).
+
+    Returns:
+      float32 ``[frames * hop]``.
+    """
     import tensorflow as tf
 
-    wave = model.infer(tf.constant(mel[None], tf.float32), sigma=sigma, seed=seed)
-    if denoiser is not None:
-        wave = denoiser(wave, denoiser_strength)
-    return np.asarray(wave[0].numpy(), np.float64)[:length]
+    return model.infer(tf.constant(mel[None], tf.float32), sigma=sigma, seed=seed)[0].numpy()
+
+
+def denoise(denoiser, wave, strength: float) -> np.ndarray:
+    """``denoiser`` (a ``tfwaveglow.denoiser.Denoiser``) on one signal: ``[samples] -> [samples]`` float32."""
+    return denoiser(np.asarray(wave, np.float32)[None], strength)[0].numpy()
 
 
 def evaluate_file(
@@ -188,39 +236,42 @@ def evaluate_file(
     mel = audio_lib.mel_spectrogram(reference, audio_params)
     length = reference.shape[0]
     entry = {"seconds": length / float(audio_params.sampling_rate)}
-    errors, outputs, timings = {}, {}, {}
+    waves, timings = {}, {}
     for system in SYSTEMS:
         start = time.perf_counter()
         if system == "waveglow":
-            wave = _synthesize_waveglow(
-                model, mel, length, sigma=sigma, seed=seed, denoiser=denoiser, denoiser_strength=denoiser_strength
-            )
+            wave = synthesize_waveglow(model, mel, sigma=sigma, seed=seed)
+            if denoiser is not None:
+                wave = denoise(denoiser, wave, denoiser_strength)
+            wave = np.asarray(wave, np.float64)[:length]
         else:
             wave = griffin_lim.vocode(mel, audio_params, griffin_lim_iterations, length=length, seed=seed)
         timings[system] = time.perf_counter() - start
-        bad = int(np.count_nonzero(~np.isfinite(wave)))
-        if bad:
-            errors[system] = f"{SYSTEM_LABELS[system]} produced {bad} non-finite (NaN or Inf) samples"
-            entry[system] = dict.fromkeys(METRICS)
-            continue
-        # Score what a listener gets: the 16-bit samples of the written file.
-        outputs[system] = audio_lib.quantize_int16(wave)
-        values, metric_errors = score(reference, outputs[system], audio_params)
-        entry[system] = values
-        errors.update({f"{system}.{name}": reason for name, reason in metric_errors.items()})
+        waves[system] = wave
+    values, outputs, errors = score_outputs(reference, waves, audio_params)
+    entry.update(values)
     entry["synthesis_seconds"] = timings
     if errors:
         entry["errors"] = errors
     return entry, outputs
 
 
-def _averages(files: list[dict]) -> dict:
+def average_metrics(values: list[dict], systems=SYSTEMS) -> dict:
+    """Means over files of each system's metrics, skipping the files where one was not computed.
+
+    Args:
+      values: one ``{system: {metric: float or None}}`` per file.
+      systems: the systems to average.
+
+    Returns:
+      ``{system: {metric: {"mean": float or None, "files": count}}}``.
+    """
     averages = {}
-    for system in SYSTEMS:
+    for system in systems:
         averages[system] = {}
         for name in METRICS:
-            values = [f[system][name] for f in files if system in f and f[system][name] is not None]
-            averages[system][name] = {"mean": float(np.mean(values)) if values else None, "files": len(values)}
+            found = [v[system][name] for v in values if system in v and v[system][name] is not None]
+            averages[system][name] = {"mean": float(np.mean(found)) if found else None, "files": len(found)}
     return averages
 
 
@@ -350,7 +401,7 @@ def evaluate_directory(
         "total_seconds_of_audio": float(sum(f["seconds"] for f in evaluated)),
         "elapsed_seconds": time.perf_counter() - started,
         "files": files,
-        "average": _averages(evaluated),
+        "average": average_metrics(evaluated),
     }
     if output_dir is not None:
         write_report(result, output_dir)

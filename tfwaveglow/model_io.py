@@ -3,7 +3,9 @@
 An *inference model directory* holds ``params.yaml`` (the resolved config) and
 ``weights.npz``: one array per variable, keyed by NVIDIA's module path and the
 variable name (``WN.0.start.kernel``, ``convinv.3.kernel``, ``upsample.bias``),
-always with weight norm folded. A *training run directory* holds
+always with weight norm folded. The arrays are float32, or float16 to halve the
+file (a shipped model); loading always builds float32 variables, so a float16
+file gives exactly the float16-rounded weights, computed in float32. A *training run directory* holds
 ``params.yaml`` and ``tf.train.Checkpoint`` files whose ``model`` slot is the
 (possibly weight-normalised) model; loading one folds weight norm.
 """
@@ -22,6 +24,8 @@ from tfwaveglow.model import WaveGlow
 PARAMS_FILE = "params.yaml"
 WEIGHTS_FILE = "weights.npz"
 CHECKPOINT_SUBDIR = "checkpoints"
+# How weights.npz may store its arrays; loading casts either to float32.
+WEIGHTS_DTYPES = ("float32", "float16")
 
 
 class ModelLoadError(ValueError):
@@ -77,16 +81,53 @@ def assign_arrays(model: WaveGlow, arrays: dict, source: str = "weights") -> Non
         )
 
 
-def save_model(model: WaveGlow, directory: str | os.PathLike, params: Params) -> str:
-    """Writes an inference model directory (weight norm folded); returns its path."""
+def save_model(model: WaveGlow, directory: str | os.PathLike, params: Params, weights_dtype: str = "float32") -> str:
+    """Writes an inference model directory (weight norm folded); returns its path.
+
+    Args:
+      model: the model (weight norm folded or not).
+      directory: created if missing; ``params.yaml`` and ``weights.npz`` are replaced.
+      params: the model's params.
+      weights_dtype: ``"float32"``, or ``"float16"`` for a file half the size
+        (each weight rounded to the nearest float16).
+
+    Raises:
+      ValueError: an unknown ``weights_dtype``, or a weight that float16 cannot
+        hold (beyond +-65504).
+      ModelLoadError: ``model`` and ``params`` describe different architectures.
+    """
+    if weights_dtype not in WEIGHTS_DTYPES:
+        raise ValueError(f"weights_dtype must be one of {WEIGHTS_DTYPES}, got {weights_dtype!r}")
     directory = os.fspath(directory)
     os.makedirs(directory, exist_ok=True)
     _check_params_match(model, params, directory)
+    arrays = weights_to_arrays(model)
+    limit = float(np.finfo(weights_dtype).max)
+    overflow = sorted(name for name, value in arrays.items() if np.any(np.abs(value) > limit))
+    if overflow:
+        raise ValueError(f"{directory}: {weights_dtype} cannot hold the weights of {overflow[:10]} (too large)")
     save_params(params, os.path.join(directory, PARAMS_FILE))
     tmp = os.path.join(directory, WEIGHTS_FILE + ".tmp.npz")
-    np.savez(tmp, **weights_to_arrays(model))
+    np.savez(tmp, **{name: value.astype(weights_dtype) for name, value in arrays.items()})
     os.replace(tmp, os.path.join(directory, WEIGHTS_FILE))
     return directory
+
+
+def stored_weights_dtype(directory: str | os.PathLike) -> str:
+    """The dtype ``weights.npz`` in an inference model directory stores its arrays in (``"float16"``, ...).
+
+    Raises:
+      FileNotFoundError: no ``weights.npz`` in ``directory``.
+      ModelLoadError: the arrays do not share one dtype.
+    """
+    path = os.path.join(os.fspath(directory), WEIGHTS_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: file not found")
+    with np.load(path) as data:
+        dtypes = {str(data[k].dtype) for k in data.files}
+    if len(dtypes) != 1:
+        raise ModelLoadError(f"{path}: arrays of mixed dtypes {sorted(dtypes)}")
+    return dtypes.pop()
 
 
 def _check_params_match(model: WaveGlow, params: Params, where: str) -> None:
@@ -164,7 +205,8 @@ def load_model_and_params(
     if os.path.isfile(weights_file):
         model = WaveGlow.from_params(params, dilated_conv=dilated_conv)
         with np.load(weights_file) as data:
-            assign_arrays(model, {k: data[k] for k in data.files}, source=weights_file)
+            # float16 files (shipped models) become float32 variables holding the rounded values.
+            assign_arrays(model, {k: data[k].astype(np.float32) for k in data.files}, source=weights_file)
         return model, params
 
     checkpoint = _find_checkpoint(path)

@@ -1,0 +1,442 @@
+"""Ships a training run as the bundled model: float16 weights, a model card, listenable samples.
+
+    python scripts/ship_model.py --run_dir=runs/ship [--output_dir=models/fishfillets_cs] \\
+        [--checkpoint=PREFIX] [--samples_dir=samples] [--examples_dir=examples] \\
+        [--denoiser_strength=0.1] [--evaluation_md=FILE]
+
+1. Loads the run's latest checkpoint (or ``--checkpoint``) with weight norm folded
+   and saves it with :func:`tfwaveglow.save_model` in float16 (``params.yaml`` +
+   ``weights.npz``); the run's config is kept, except ``export.denoiser_strength``,
+   which is set to ``--denoiser_strength`` so that ``synthesize.py`` and exported
+   SavedModels use the denoiser by default. Fails if the directory exceeds
+   ``--max_megabytes``.
+2. Measures what float16 storage costs: the float16 model against the float32
+   checkpoint on the first example, under one latent (SNR in dB).
+3. Runs ``python -m tfwaveglow.demo`` with the shipped model on ``--examples_dir``
+   into ``--samples_dir`` (replacing an earlier demo output there) and writes
+   ``README.md`` there.
+4. Writes ``MODEL_CARD.md``: data, licence, config, steps, training and validation
+   NLL and hours from the run's ``metrics.csv``, the example scores, how to
+   reproduce. The evaluation section is taken from ``--evaluation_md`` (e.g. the
+   ``evaluation.md`` written by ``evaluate.py``), else kept from the card being
+   replaced, else left as a placeholder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import sys
+
+SCRIPTS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(SCRIPTS)
+sys.path.insert(0, ROOT)
+sys.path.insert(0, SCRIPTS)
+
+from absl import flags  # noqa: E402
+
+from tfwaveglow import cli  # noqa: E402
+
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("run_dir", None, "Training run dir (params.yaml, checkpoints/, metrics.csv).", flag_values=FLAGS)
+flags.DEFINE_string("output_dir", "models/fishfillets_cs", "The model directory to write.", flag_values=FLAGS)
+flags.DEFINE_string("checkpoint", None, "Checkpoint prefix to ship (default: the run's latest).", flag_values=FLAGS)
+flags.DEFINE_string("examples_dir", "examples", "Held-out recordings for the samples.", flag_values=FLAGS)
+flags.DEFINE_string("samples_dir", "samples", "Where the demo writes the samples ('' for none).", flag_values=FLAGS)
+flags.DEFINE_float(
+    "denoiser_strength", None, "export.denoiser_strength of the shipped params (default: demo's).", flag_values=FLAGS
+)
+flags.DEFINE_string("evaluation_md", None, "Markdown for the card's evaluation section.", flag_values=FLAGS)
+flags.DEFINE_float("max_megabytes", 25.0, "Largest allowed model directory (MB, 10^6 bytes).", flag_values=FLAGS)
+flags.mark_flags_as_required(["run_dir"], flag_values=FLAGS)
+
+CARD_NAME = "MODEL_CARD.md"
+EVALUATION_BEGIN = "<!-- evaluation:begin -->"
+EVALUATION_END = "<!-- evaluation:end -->"
+EVALUATION_PLACEHOLDER = """Not measured yet for this checkpoint. To fill in, on all 62 held-out utterances:
+
+```bash
+mkdir -p out/valid && while read -r id; do mkdir -p "out/valid/$(dirname "$id")"; \\
+    ln -sf "$PWD/corpus/audio/$id.wav" "out/valid/$id.wav"; done < corpus/valid.txt
+python evaluate.py --reference_dir=out/valid --model=models/fishfillets_cs --output_dir=out/eval
+python scripts/ship_model.py --run_dir=RUN_DIR --evaluation_md=out/eval/evaluation.md
+```"""
+# Train rows (one per summary interval) averaged for the reported training NLL.
+TRAIN_ROWS_AVERAGED = 10
+
+
+class ShipError(RuntimeError):
+    """The run cannot be shipped; the message says why."""
+
+
+def latest_checkpoint(run_dir: str) -> str:
+    import tensorflow as tf
+
+    from tfwaveglow.model_io import CHECKPOINT_SUBDIR
+
+    prefix = tf.train.latest_checkpoint(os.path.join(run_dir, CHECKPOINT_SUBDIR))
+    if prefix is None:
+        raise ShipError(f"{run_dir}: no checkpoint in {CHECKPOINT_SUBDIR}/")
+    return prefix
+
+
+def checkpoint_step(prefix: str) -> int:
+    """The training step stored in a checkpoint (its ``step`` slot, else the ``-N`` of its name)."""
+    import tensorflow as tf
+
+    try:
+        return int(tf.train.load_variable(prefix, "step/.ATTRIBUTES/VARIABLE_VALUE"))
+    except (tf.errors.NotFoundError, ValueError):
+        match = re.search(r"-(\d+)$", prefix)
+        if match is None:
+            raise ShipError(f"{prefix}: the checkpoint records no step") from None
+        return int(match.group(1))
+
+
+def training_record(run_dir: str, step: int) -> dict:
+    """Validation and training NLL and hours of training up to ``step``, from the run's ``metrics.csv``."""
+    from plot_convergence import read_metrics, training_hours
+
+    splits = read_metrics(run_dir)
+    hours = training_hours(splits)
+    valid = [(s, float(row["loss/total"])) for s, _, row in splits["valid"] if s <= step]
+    train = [(s, float(row["loss/total"])) for s, _, row in splits["train"] if s <= step]
+    stamps = [t for rows in splits.values() for s, t, _ in rows if s <= step]
+    if not train:
+        raise ShipError(f"{run_dir}/metrics.csv: no training rows up to step {step}")
+    recent = train[-TRAIN_ROWS_AVERAGED:]
+    return {
+        "valid_step": valid[-1][0] if valid else None,
+        "valid_nll": valid[-1][1] if valid else None,
+        "valid_best": min(valid, key=lambda v: v[1]) if valid else None,
+        "train_nll": sum(v for _, v in recent) / len(recent),
+        "train_steps": (recent[0][0], recent[-1][0]),
+        "hours": hours[max(stamps)],
+    }
+
+
+def directory_bytes(directory: str) -> int:
+    return sum(os.path.getsize(os.path.join(directory, name)) for name in os.listdir(directory))
+
+
+def float16_snr_db(full, shipped, params, example: str) -> float:
+    """SNR (dB) of the float16 model's output against the float32 one's on ``example``, one latent."""
+    import numpy as np
+    import tensorflow as tf
+
+    from tfwaveglow import audio as audio_lib
+
+    mel = audio_lib.mel_spectrogram(audio_lib.load_audio(example, params.audio.sampling_rate), params.audio)
+    mel = tf.constant(mel[None])
+    z = tf.random.stateless_normal(full.latent_shape(mel), seed=[0, 0])
+    reference = full.infer(mel, params.export.sigma, z=z).numpy().astype(np.float64)
+    error = shipped.infer(mel, params.export.sigma, z=z).numpy() - reference
+    return float(10.0 * np.log10(np.sum(reference**2) / max(np.sum(error**2), 1e-30)))
+
+
+def run_samples(model_dir: str, examples_dir: str, samples_dir: str) -> dict:
+    """The demo with the shipped model on the examples, into a fresh ``samples_dir``."""
+    from tfwaveglow import demo
+
+    if os.path.isdir(samples_dir):
+        if os.listdir(samples_dir) and not os.path.isfile(os.path.join(samples_dir, demo.SUMMARY_NAME)):
+            raise ShipError(f"{samples_dir} exists and is not a demo output; not replacing it")
+        shutil.rmtree(samples_dir)
+    demo.main(["demo", f"--model={model_dir}", f"--input_dir={examples_dir}", f"--output_dir={samples_dir}"])
+    with open(os.path.join(samples_dir, demo.SUMMARY_NAME), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _value(value, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def examples_table(summary: dict, link_prefix: str = "") -> str:
+    """Markdown table of the demo's per-file scores (WaveGlow, + denoiser, Griffin-Lim) and means."""
+    from tfwaveglow import demo
+
+    systems = demo.SYSTEMS
+    titles = [demo.SYSTEM_TITLES[s] for s in systems]
+    metrics = [("log_mel_distance", "log-mel dist. ↓", 3), ("stoi", "STOI ↑", 3), ("pesq_wb", "PESQ-WB ↑", 2)]
+    header = ["utterance", "seconds"] + [f"{label} {title}" for _, label, _ in metrics for title in titles]
+    lines = ["| " + " | ".join(header) + " |", "| --- | " + " | ".join(["---:"] * (len(header) - 1)) + " |"]
+    for entry in summary["files"]:
+        name = f"[`{entry['output_dir']}`]({link_prefix}{entry['output_dir']}/)" if link_prefix else entry["file"]
+        cells = [name, f"{entry['seconds']:.2f}"]
+        cells += [_value(entry["metrics"][s][m], d) for m, _, d in metrics for s in systems]
+        lines.append("| " + " | ".join(cells) + " |")
+    cells = ["**mean**", f"{summary['total_seconds_of_audio']:.2f}"]
+    cells += [f"**{_value(summary['average'][s][m]['mean'], d)}**" for m, _, d in metrics for s in systems]
+    lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def samples_readme(summary: dict, info: dict) -> str:
+    from tfwaveglow import demo
+
+    rows = "\n".join(f"| `<utterance>/{name}` | {text} |" for name, text in summary["outputs"].items())
+    return f"""# Samples of the shipped model
+
+Copy synthesis of the four held-out utterances of `examples/` (never seen in training) by
+the shipped model `{info["model_dir"]}` ({info["steps"]} training steps, float16 weights),
+made by `scripts/ship_model.py`, which runs
+
+```bash
+python -m tfwaveglow.demo --model={info["model_dir"]} \\
+    --input_dir={info["examples_dir"]} --output_dir={info["samples_dir"]}
+```
+
+(sigma {summary["sigma"]:g}, denoiser strength {summary["denoiser_strength"]:g}, seed {summary["seed"]},
+Griffin-Lim {summary["griffin_lim_iterations"]} iterations). Every wav is 22.05 kHz mono 16-bit PCM.
+
+| file | what it is |
+| --- | --- |
+{rows}
+| `{demo.SUMMARY_NAME}` | settings, per-file scores against the original, means |
+
+Scores against the original (copy synthesis from its mel; ↓ lower is better, ↑ higher):
+
+{examples_table(summary, link_prefix="./")}
+
+The utterances are from the Fish Fillets NG Czech voice pack (`fillets-ng-data-cs`), GPL-2:
+see `examples/README.md` and `examples/LICENSE`; the outputs here are derived from them and
+carry the same licence.
+"""
+
+
+def _evaluation_section(card_path: str, evaluation_md: str | None) -> str:
+    if evaluation_md:
+        with open(evaluation_md, encoding="utf-8") as f:
+            text = f.read().strip()
+        # evaluate.py's report starts with its own top-level title.
+        return re.sub(r"^# .*\n+", "", text)
+    if os.path.isfile(card_path):
+        with open(card_path, encoding="utf-8") as f:
+            old = f.read()
+        match = re.search(re.escape(EVALUATION_BEGIN) + r"\n(.*?)\n" + re.escape(EVALUATION_END), old, re.S)
+        if match and match.group(1).strip():
+            return match.group(1).strip()
+    return EVALUATION_PLACEHOLDER
+
+
+def model_card(info: dict, params, record: dict, summary: dict | None, evaluation: str) -> str:
+    import yaml
+
+    model_yaml = yaml.safe_dump({"model": dataclasses.asdict(params.model)}, sort_keys=False).strip()
+    t = params.train
+    train_keys = ("batch_size", "learning_rate", "lr_schedule", "lr_warmup_steps", "sigma", "weight_norm")
+    train_yaml = yaml.safe_dump({"train": {k: getattr(t, k) for k in train_keys}}, sort_keys=False).strip()
+    segment = params.data.segment_length
+    order = "deterministic" if t.deterministic else "shuffled"
+    valid_nll = (
+        f"**{record['valid_nll']:.3f}** (step {record['valid_step']}; best {record['valid_best'][1]:.3f} at step "
+        f"{record['valid_best'][0]})"
+        if record["valid_nll"] is not None
+        else "not recorded"
+    )
+    if summary is not None:
+        examples = (
+            "Copy synthesis of the four held-out utterances in `examples/` (from their mels; the audio is in "
+            f"`samples/`; sigma {summary['sigma']:g}, denoiser strength {summary['denoiser_strength']:g}):\n\n"
+            + examples_table(summary)
+        )
+    else:
+        examples = "Not run (`--samples_dir=''`)."
+    train_from, train_to = record["train_steps"]
+    quality = "expect hiss and buzz, clearly worse than NVIDIA's published model"
+    if summary is not None:
+        means = {m: {k: summary["average"][k][m]["mean"] for k in summary["average"]} for m in ("log_mel_distance",)}
+        waveglow, baseline = means["log_mel_distance"]["waveglow_denoised"], means["log_mel_distance"]["griffin_lim"]
+        if waveglow is not None and baseline is not None and waveglow > baseline:
+            quality = (
+                "on the examples its output is still further from the original than the Griffin-Lim "
+                f"baseline's (log-mel distance {waveglow:.2f} against {baseline:.2f}): noisy, with little of "
+                "the harmonic structure of voiced speech"
+            )
+    return f"""# Model card: `fishfillets_cs` WaveGlow vocoder
+
+A WaveGlow vocoder (mel spectrogram → 22.05 kHz speech) trained from scratch with tfwaveglow on
+the Czech voices of the game Fish Fillets – Next Generation. Small enough to train on a CPU:
+{params.model.n_flows} flows, WN {params.model.wn.n_layers} layers × {params.model.wn.n_channels} channels,
+NVIDIA's upsampler, {info["parameters"]:,} parameters (NVIDIA's published model: 12 flows, 8 × 256, about 88 M).
+
+| | |
+| --- | --- |
+| files | `params.yaml` (the run's resolved config), `weights.npz` (float16, weight norm folded) |
+| size | {info["megabytes"]:.1f} MB (`params.yaml` + `weights.npz`; float16 on disk, float32 once loaded) |
+| float16 storage | output SNR {info["snr_db"]:.1f} dB against float32 (same latent, `{info["snr_example"]}`) |
+| training steps | {info["steps"]} (checkpoint `{info["checkpoint_name"]}`) |
+| training time | {record["hours"]:.2f} h wall clock on 2 CPU cores (from `metrics.csv`, stops left out) |
+| validation NLL | {valid_nll} |
+| training NLL | {record["train_nll"]:.3f} (mean of the rows logged at steps {train_from}–{train_to}) |
+| synthesis defaults | sigma {params.export.sigma:g}, denoiser strength {params.export.denoiser_strength:g} |
+
+NLL is WaveGlow's loss per audio sample (σ = 1, no Gaussian constant; lower is better; NVIDIA's
+LJSpeech model reaches about −5.5 to −6).
+
+## Use
+
+```bash
+make demo                                    # copy synthesis of examples/ into demo_output/
+python -m tfwaveglow.demo --input_dir=my_wavs --output_dir=out
+python synthesize.py --model=models/fishfillets_cs --mel=mel.npy --output_dir=out
+```
+
+```python
+import tfwaveglow
+model = tfwaveglow.load_model("models/fishfillets_cs")   # float32 variables
+audio = model.infer(mel, sigma=0.6)                      # mel [1, frames, 80] natural-log Slaney mel
+```
+
+Mels must come from the NVIDIA/Tacotron 2 front end (`tfwaveglow.audio.mel_spectrogram`: 22.05 kHz,
+FFT 1024, hop 256, 80 bins 0–8 kHz, natural log).
+
+## Data
+
+The Debian package `fillets-ng-data-cs` (Czech voice acting of Fish Fillets – Next Generation,
+22.05 kHz mono): two speakers, the small fish (female, files `*-m-*`) and the big fish (male,
+`*-v-*`), about 69 minutes in 1238 utterances. Split by `preprocess_data.py` (valid fraction
+{params.data.valid_fraction:g}, seed {params.data.split_seed}): **1176 training and 62 held-out validation
+utterances** (`corpus/train.txt`, `corpus/valid.txt`); both speakers in both. `examples/` holds four
+of the held-out utterances.
+
+## Licence
+
+The recordings are licensed under the GNU General Public License, version 2 (see
+`tests/data/LICENSE` and the package's `/usr/share/doc/fillets-ng-data-cs/copyright`); the weights
+are trained on them and are distributed under the **GPL-2** as well. tfwaveglow's code is BSD-3-Clause.
+
+## Training
+
+`configs/cpu_convergence.yaml` (trained longer): random {segment}-sample segments, batch {t.batch_size},
+Adam, float32 (mixed precision applies on a GPU only), {order} data order. From the shipped `params.yaml`:
+
+```yaml
+{model_yaml}
+{train_yaml}
+```
+
+## Reproduce
+
+```bash
+scripts/get_corpus.sh      # downloads fillets-ng-data-cs with apt-get, preprocesses into corpus/
+python train.py --filelist=corpus/train.txt --valid_filelist=corpus/valid.txt \\
+    --wave_dir=corpus/audio --lc_dir=corpus/mels --model_dir=runs/ship \\
+    --params=configs/cpu_convergence.yaml --params_override=train.steps={info["steps"]} \\
+    --params_override=train.checkpoint_every=500 --params_override=train.validate_every=500
+python scripts/ship_model.py --run_dir=runs/ship --output_dir=models/fishfillets_cs
+```
+
+Running `train.py` again resumes from the last checkpoint. Another machine or thread count gives a
+run close to, not bit-identical with, this one.
+
+## Intended use and limits
+
+- Research and demonstration: a vocoder for Czech speech of these two voices, e.g. for the
+  copy synthesis of `make demo` or behind a Czech TTS model trained on the same corpus.
+- Trained {record["hours"]:.1f} h on a CPU, far from convergence (validation NLL {_value(record["valid_nll"], 2)}
+  against about −5.5 for NVIDIA's LJSpeech model): {quality}. Other speakers, languages,
+  sampling rates or mel front ends are out of scope (expect worse audio).
+- The voices belong to the game's voice actors: do not use the model to impersonate them.
+
+## Examples
+
+{examples}
+
+## Evaluation
+
+{EVALUATION_BEGIN}
+{evaluation}
+{EVALUATION_END}
+"""
+
+
+def ship(
+    run_dir: str,
+    output_dir: str,
+    *,
+    checkpoint: str | None = None,
+    examples_dir: str = "examples",
+    samples_dir: str = "samples",
+    denoiser_strength: float | None = None,
+    evaluation_md: str | None = None,
+    max_megabytes: float = 25.0,
+) -> dict:
+    """Steps 1-4 of the module docstring; returns what the card reports."""
+    import tfwaveglow
+    from tfwaveglow import demo, preprocess
+    from tfwaveglow.model_io import PARAMS_FILE, WEIGHTS_FILE, load_model
+
+    if not os.path.isdir(run_dir):
+        raise ShipError(f"run directory {run_dir} does not exist")
+    prefix = checkpoint or latest_checkpoint(run_dir)
+    step = checkpoint_step(prefix)
+    params = tfwaveglow.load_params(os.path.join(run_dir, PARAMS_FILE))
+    strength = demo.DEFAULT_DENOISER_STRENGTH if denoiser_strength is None else float(denoiser_strength)
+    params = dataclasses.replace(params, export=dataclasses.replace(params.export, denoiser_strength=strength))
+    record = training_record(run_dir, step)
+    full = load_model(prefix, params=params)
+
+    tfwaveglow.save_model(full, output_dir, params, weights_dtype="float16")
+    size = sum(os.path.getsize(os.path.join(output_dir, name)) for name in (PARAMS_FILE, WEIGHTS_FILE))
+    if size > max_megabytes * 1e6:
+        raise ShipError(f"{output_dir} is {size / 1e6:.1f} MB, more than --max_megabytes={max_megabytes:g}")
+    shipped = load_model(output_dir)
+    examples = preprocess.find_audio_files(examples_dir) if os.path.isdir(examples_dir) else []
+    if not examples:
+        raise ShipError(f"{examples_dir}: no example recordings")
+    info = {
+        "model_dir": output_dir,
+        "examples_dir": examples_dir,
+        "samples_dir": samples_dir,
+        "checkpoint_name": os.path.basename(prefix),
+        "megabytes": size / 1e6,
+        "steps": step,
+        "parameters": tfwaveglow.count_parameters(full),
+        "snr_example": examples[0],
+        "snr_db": float16_snr_db(full, shipped, params, os.path.join(examples_dir, examples[0])),
+    }
+    summary = None
+    if samples_dir:
+        summary = run_samples(output_dir, examples_dir, samples_dir)
+        with open(os.path.join(samples_dir, "README.md"), "w", encoding="utf-8") as f:
+            f.write(samples_readme(summary, info))
+    card_path = os.path.join(output_dir, CARD_NAME)
+    evaluation = _evaluation_section(card_path, evaluation_md)
+    with open(card_path, "w", encoding="utf-8") as f:
+        f.write(model_card(info, params, record, summary, evaluation))
+    size = directory_bytes(output_dir)
+    if size > max_megabytes * 1e6:
+        raise ShipError(f"{output_dir} is {size / 1e6:.1f} MB, more than --max_megabytes={max_megabytes:g}")
+    return {**info, **record}
+
+
+def main(argv) -> None:
+    """Ships the run; ``argv`` may carry the flags when called from Python."""
+    cli.parse_argv(FLAGS, argv)
+    from tfwaveglow import ConfigError, ModelLoadError
+
+    try:
+        result = ship(
+            FLAGS.run_dir,
+            FLAGS.output_dir,
+            checkpoint=FLAGS.checkpoint,
+            examples_dir=FLAGS.examples_dir,
+            samples_dir=FLAGS.samples_dir,
+            denoiser_strength=FLAGS.denoiser_strength,
+            evaluation_md=FLAGS.evaluation_md,
+            max_megabytes=FLAGS.max_megabytes,
+        )
+    except (ShipError, ConfigError, ModelLoadError, FileNotFoundError) as e:
+        sys.exit(f"ship_model: error: {e}")
+    print(
+        f"shipped step {result['steps']} to {FLAGS.output_dir} ({result['megabytes']:.1f} MB, "
+        f"float16 SNR {result['snr_db']:.1f} dB, valid NLL {result['valid_nll']})"
+    )
+
+
+if __name__ == "__main__":
+    cli.run(main, FLAGS, __doc__)

@@ -1,0 +1,115 @@
+"""scripts/ship_model.py end to end on a tiny training run: float16 model, samples, model card."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from export_helpers import ROOT
+
+import tfwaveglow
+from tfwaveglow.model_io import stored_weights_dtype, weights_to_arrays
+
+SMALL = {"model.n_flows": 2, "model.n_early_every": 2, "model.wn.n_layers": 2, "model.wn.n_channels": 8}
+# train.py's columns; only step, time, split and loss/total are read.
+METRICS_CSV = """step,time,split,loss/total,loss/z,loss/log_s,loss/log_det_w,learning_rate,grad_norm,steps_per_sec,\
+samples_per_sec
+50,1000.0,train,-1.5,,,,,,,
+100,1060.0,train,-2.5,,,,,,,
+100,1070.0,valid,-2.25,,,,,,,
+150,5000.0,train,-3.0,,,,,,,
+200,5030.0,train,-3.5,,,,,,,
+200,5040.0,valid,-3.125,,,,,,,
+250,5100.0,train,-9.0,,,,,,,
+"""
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("ship_model", os.path.join(ROOT, "scripts", "ship_model.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ship")
+    params = tfwaveglow.load_params(os.path.join(ROOT, "configs", "cpu_convergence.yaml"), overrides=SMALL)
+    model = tfwaveglow.WaveGlow.from_params(params, weight_norm=True)
+    rng = np.random.default_rng(0)
+    for coupling in model.couplings:  # non-identity couplings
+        end = coupling.wn.end
+        end.assign_kernel(rng.normal(0, 0.05, end.kernel.shape), rng.normal(0, 0.05, end.bias.shape))
+    run = tmp / "run"
+    run.mkdir()
+    tfwaveglow.save_params(params, str(run / "params.yaml"))
+    step = tf.Variable(200, dtype=tf.int64)
+    tf.train.CheckpointManager(tf.train.Checkpoint(step=step, model=model), str(run / "checkpoints"), 3).save(200)
+    (run / "metrics.csv").write_text(METRICS_CSV)
+    examples = tmp / "examples"
+    (examples / "male").mkdir(parents=True)
+    shutil.copy(os.path.join(ROOT, "examples", "male", "grail-gr-v-vsechny1.flac"), examples / "male")
+    out, samples = tmp / "model", tmp / "samples"
+    script = load_script()
+    script.main(
+        ["ship_model", f"--run_dir={run}", f"--output_dir={out}", f"--examples_dir={examples}",
+         f"--samples_dir={samples}"]
+    )  # fmt: skip
+    return {"tmp": tmp, "run": run, "out": out, "samples": samples, "model": model, "script": script}
+
+
+def test_the_checkpoint_is_shipped_in_float16_with_the_denoiser_default(shipped):
+    out = shipped["out"]
+    assert sorted(os.listdir(out)) == ["MODEL_CARD.md", "params.yaml", "weights.npz"]
+    assert stored_weights_dtype(out) == "float16"
+    loaded, params = tfwaveglow.model_io.load_model_and_params(out)
+    assert params.export.denoiser_strength == 0.1 and params.model.n_flows == 2
+    expected = weights_to_arrays(shipped["model"].fold_weight_norm())
+    for name, value in weights_to_arrays(loaded).items():
+        np.testing.assert_array_equal(value, expected[name].astype(np.float16).astype(np.float32), err_msg=name)
+
+
+def test_the_card_reports_the_runs_numbers(shipped):
+    card = (shipped["out"] / "MODEL_CARD.md").read_text()
+    assert "| training steps | 200 (checkpoint `ckpt-200`) |" in card
+    assert "**-3.125** (step 200; best -3.125 at step 200)" in card
+    assert "| training NLL | -2.625 (mean of the rows logged at steps 50–200) |" in card  # step 250 is later
+    # 60 + 10 s, then a stop of more than 10 minutes, then 30 + 10 s: 110 s.
+    assert f"| training time | {110 / 3600:.2f} h" in card
+    assert "--params_override=train.steps=200" in card
+    assert "GPL-2" in card and "Not measured yet for this checkpoint" in card
+
+
+def test_samples_are_the_demo_of_the_shipped_model(shipped):
+    samples = shipped["samples"]
+    summary = json.loads((samples / "summary.json").read_text())
+    assert summary["model"] == str(shipped["out"]) and summary["num_files"] == 1
+    assert sorted(os.listdir(samples / "male" / "grail-gr-v-vsechny1")) == [
+        "griffin_lim.wav", "mels.png", "original.wav", "waveglow.wav", "waveglow_denoised.wav"
+    ]  # fmt: skip
+    readme = (samples / "README.md").read_text()
+    assert "(200 training steps, float16 weights)" in readme and "denoiser strength 0.1" in readme
+
+
+def test_the_evaluation_section_is_taken_from_a_report_and_then_kept(shipped, tmp_path):
+    report = tmp_path / "evaluation.md"
+    report.write_text("# Copy-synthesis evaluation\n\n| file | PESQ |\n| --- | --- |\n| a | 1.23 |\n")
+    script, run, out = shipped["script"], shipped["run"], shipped["out"]
+    examples = os.path.join(ROOT, "examples")
+    base = ["ship_model", f"--run_dir={run}", f"--output_dir={out}", "--samples_dir=", f"--examples_dir={examples}"]
+    script.main([*base, f"--evaluation_md={report}"])
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "| a | 1.23 |" in card and "# Copy-synthesis evaluation" not in card
+    script.main(base)  # shipped again without a report: the section stays
+    assert "| a | 1.23 |" in (out / "MODEL_CARD.md").read_text()
+
+
+def test_a_run_without_checkpoints_is_a_clear_error(tmp_path):
+    (tmp_path / "run").mkdir()
+    with pytest.raises(SystemExit, match=r"ship_model: error: .*run: no checkpoint in checkpoints/"):
+        load_script().main(["ship_model", f"--run_dir={tmp_path / 'run'}", f"--output_dir={tmp_path / 'm'}"])

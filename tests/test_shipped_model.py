@@ -1,0 +1,149 @@
+"""The bundled model models/fishfillets_cs: small, loadable, NVIDIA's math, exportable."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from export_helpers import ROOT, run, run_in_fresh_process
+
+import tfwaveglow
+from tfwaveglow import audio as audio_lib
+from tfwaveglow.model_io import PARAMS_FILE, WEIGHTS_FILE, stored_weights_dtype
+
+MODEL_DIR = os.path.join(ROOT, "models", "fishfillets_cs")
+EXAMPLE = os.path.join(ROOT, "examples", "male", "grail-gr-v-vsechny1.flac")
+MAX_BYTES = 25_000_000
+FRAMES = 24  # a short held-out mel: 24 frames = 6144 samples
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    model, params = tfwaveglow.model_io.load_model_and_params(MODEL_DIR)
+    return model, params
+
+
+@pytest.fixture(scope="module")
+def held_out_mel(shipped):
+    """The first FRAMES frames of a held-out utterance's mel, ``[1, FRAMES, 80]``."""
+    _, params = shipped
+    mel = audio_lib.mel_spectrogram(audio_lib.load_audio(EXAMPLE, params.audio.sampling_rate), params.audio)
+    return mel[None, 100 : 100 + FRAMES]
+
+
+def test_the_model_directory_is_small_float16_and_documented():
+    names = sorted(os.listdir(MODEL_DIR))
+    assert names == ["MODEL_CARD.md", PARAMS_FILE, WEIGHTS_FILE]
+    total = sum(os.path.getsize(os.path.join(MODEL_DIR, n)) for n in names)
+    assert total <= MAX_BYTES, f"{MODEL_DIR} is {total / 1e6:.1f} MB"
+    assert stored_weights_dtype(MODEL_DIR) == "float16"
+    card = open(os.path.join(MODEL_DIR, "MODEL_CARD.md"), encoding="utf-8").read()
+    for needed in ("fillets-ng-data-cs", "GPL-2", "1176 training and 62 held-out", "training steps", "validation NLL"):
+        assert needed in card, needed
+
+
+def test_the_model_loads_as_float32_with_the_float16_values(shipped):
+    model, params = shipped
+    assert (model.n_flows, model.wn_n_layers, model.wn_n_channels) == (
+        params.model.n_flows,
+        params.model.wn.n_layers,
+        params.model.wn.n_channels,
+    )
+    assert all(v.dtype == "float32" for v in model.weights)
+    with np.load(os.path.join(MODEL_DIR, WEIGHTS_FILE)) as data:
+        stored = {k: data[k] for k in data.files}
+    loaded = tfwaveglow.model_io.weights_to_arrays(model)
+    assert set(loaded) == set(stored)
+    for name, value in stored.items():
+        np.testing.assert_array_equal(loaded[name], value.astype(np.float32), err_msg=name)
+    assert tfwaveglow.count_parameters(model) == sum(v.size for v in stored.values())
+
+
+# --------------------------------------------------------------------------- PyTorch reference
+def nvidia_state_dict(arrays: dict) -> dict:
+    """Our folded arrays in NVIDIA's state_dict names and PyTorch layouts (weight norm removed)."""
+    state = {}
+    for key, value in arrays.items():
+        path, kind = key.rsplit(".", 1)
+        value = np.asarray(value, np.float32)
+        if kind == "bias":
+            state[f"{path}.bias"] = value
+        elif path.startswith("convinv."):
+            state[f"{path}.conv.weight"] = value[:, :, None]  # W [c, c] -> Conv1d [c, c, 1]
+        elif value.ndim == 3:  # Upsampler [k, out, in] -> [in, out, k]; DilatedConv1D [k, in, out] -> [out, in, k]
+            state[f"{path}.weight"] = value.transpose(2, 1, 0)
+        else:  # PointwiseConv [in, out] -> Conv1d [out, in, 1]
+            state[f"{path}.weight"] = value.T[:, :, None]
+    return state
+
+
+def test_synthesis_equals_the_pytorch_reference_with_the_same_weights(shipped, held_out_mel):
+    torch = pytest.importorskip("torch")
+    reference_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference")
+    if reference_dir not in sys.path:
+        sys.path.insert(0, reference_dir)
+    import glow_checkpoints
+
+    model, params = shipped
+    m = params.model
+    config = {
+        "n_mel_channels": m.n_mel_channels,
+        "n_flows": m.n_flows,
+        "n_group": m.n_group,
+        "n_early_every": m.n_early_every,
+        "n_early_size": m.n_early_size,
+        "WN_config": {"n_layers": m.wn.n_layers, "n_channels": m.wn.n_channels, "kernel_size": m.wn.kernel_size},
+        "upsample_kernel_size": m.upsample_kernel_size,
+        "upsample_stride": m.upsample_stride,
+    }
+    # Random weights first (the reference copies only after its weight-norm hooks have run), then ours.
+    reference = glow_checkpoints.without_weight_norm(glow_checkpoints.build(config)).eval()
+    # The float16 file decoded by NumPy alone, not by tfwaveglow.
+    with np.load(os.path.join(MODEL_DIR, WEIGHTS_FILE)) as data:
+        state = nvidia_state_dict({k: data[k].astype(np.float32) for k in data.files})
+    reference.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}, strict=True)
+
+    z = np.random.default_rng(3).standard_normal([1, FRAMES * m.upsample_stride // m.n_group, m.n_group])
+    z = z.astype(np.float32)
+    with torch.no_grad():
+        expected = reference.infer(
+            torch.from_numpy(held_out_mel).transpose(1, 2), sigma=0.6, z=torch.from_numpy(z).transpose(1, 2)
+        ).numpy()
+    ours = model.infer(tf.constant(held_out_mel), 0.6, z=tf.constant(z)).numpy()
+    assert ours.shape == expected.shape == (1, FRAMES * m.upsample_stride)
+    scale = float(np.max(np.abs(expected)))
+    assert scale > 1e-3  # not a silent output
+    error = float(np.max(np.abs(ours - expected))) / scale
+    assert error < 1e-4, f"relative error {error:.3g} against the reference"
+
+
+@pytest.mark.slow
+def test_the_exported_saved_model_serves_the_shipped_model(shipped, held_out_mel, tmp_path):
+    """Export CLI -> SavedModel -> a fresh process that cannot import tfwaveglow; equals model.infer."""
+    model, params = shipped
+    path = tmp_path / "export" / "1"
+    run([sys.executable, "-m", "tfwaveglow.export", f"--model={MODEL_DIR}", f"--output={path}"], cwd=ROOT)
+    hop, group = params.model.upsample_stride, params.model.n_group
+    rng = np.random.default_rng(4)
+    mel = np.concatenate([held_out_mel, held_out_mel[:, ::-1]]).astype(np.float32)
+    frames = mel.shape[1]
+    inputs = {
+        "mel": mel,
+        "z": rng.standard_normal([2, frames * hop // group, group]).astype(np.float32),
+        "sigma": np.array([0.6, 0.3], np.float32),
+        "batch_mel": mel[[0, 1, 0]][:, :14],
+        "lengths": np.array([14, 9, 3], np.int32),
+        "batch_sigma": np.array([0.6, 0.6, 0.6], np.float32),
+        "strength": np.array([0.0, 0.1, 0.0], np.float32),
+        "seeds": np.array([1, 2, 3], np.int64),
+        "hop": np.array(hop),
+    }
+    results, errors = run_in_fresh_process(tmp_path, str(path), inputs)
+    expected = model.infer(inputs["mel"], inputs["sigma"], z=inputs["z"]).numpy()
+    assert np.max(np.abs(expected)) > 1e-3
+    np.testing.assert_allclose(results["from_latent"], expected, atol=1e-5, rtol=1e-5)
+    assert results["synth_audio"].shape == (3, 14 * hop) and np.all(np.isfinite(results["synth_audio"]))
+    assert errors["serving_default/nan"][0] == "InvalidArgumentError"
