@@ -141,73 +141,24 @@ def import_reference():
     return glow
 
 
-def torch_reference_from(model, weight_norm: bool = False):
+def torch_reference_from(model, params, weight_norm: bool = False):
     """A PyTorch reference WaveGlow holding ``model``'s weights.
 
     Args:
       model: a :class:`tfwaveglow.WaveGlow` (any weight-norm state).
+      params: its params (``params.model`` fixes the reference's architecture).
       weight_norm: keep PyTorch's weight norm (``g``, ``v``; as NVIDIA trains), else
         remove it (plain weights, as NVIDIA synthesises).
 
     Returns:
       ``glow.WaveGlow`` in eval mode computing the same function as ``model``.
     """
-    import numpy as np
-    import torch
+    import_reference()
+    from tfwaveglow_weights import build_reference
 
-    glow = import_reference()
-    reference = glow.WaveGlow(
-        n_mel_channels=model.n_mel_channels,
-        n_flows=model.n_flows,
-        n_group=model.n_group,
-        n_early_every=model.n_early_every,
-        n_early_size=model.n_early_size,
-        WN_config={
-            "n_layers": model.wn_n_layers,
-            "n_channels": model.wn_n_channels,
-            "kernel_size": model.wn_kernel_size,
-        },
-        upsample_kernel_size=model.upsample_kernel_size,
-        upsample_stride=model.upsample_stride,
-    )
+    from tfwaveglow.model_io import weights_to_arrays
 
-    def tensor(array):
-        return torch.from_numpy(np.ascontiguousarray(np.asarray(array, np.float32)))
-
-    def set_conv(module, kernel, bias):
-        """kernel in our layout ([in, out] or [k, in, out]) -> PyTorch [out, in, k]."""
-        kernel = np.asarray(kernel)
-        weight = kernel.T[:, :, None] if kernel.ndim == 2 else kernel.transpose(2, 1, 0)
-        if hasattr(module, "weight_v"):
-            module.weight_v.data = tensor(weight)
-            module.weight_g.data = tensor(np.linalg.norm(weight.reshape(weight.shape[0], -1), axis=1))[:, None, None]
-        else:
-            module.weight.data = tensor(weight)
-        module.bias.data = tensor(bias)
-
-    with torch.no_grad():
-        reference.upsample.weight.data = tensor(model.upsample.kernel.numpy().transpose(2, 1, 0))
-        reference.upsample.bias.data = tensor(model.upsample.bias.numpy())
-        layers = model.named_layers()
-        for name, layer in layers.items():
-            if name.startswith("convinv."):
-                k = int(name.split(".")[1])
-                reference.convinv[k].conv.weight.data = tensor(layer.kernel.numpy()[:, :, None])
-            elif name.startswith("WN."):
-                _, k, rest = name.split(".", 2)
-                module = reference.WN[int(k)]
-                for part in rest.split("."):
-                    module = module[int(part)] if part.isdigit() else getattr(module, part)
-                set_conv(module, layer.effective_kernel().numpy(), layer.bias.numpy())
-    if not weight_norm:
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            for module in reference.modules():
-                if hasattr(module, "weight_g"):
-                    torch.nn.utils.remove_weight_norm(module)
-    return reference.eval()
+    return build_reference(params.model, weights_to_arrays(model), weight_norm=weight_norm)
 
 
 def parse(flag_values, argv: list[str]) -> None:

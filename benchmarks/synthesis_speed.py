@@ -140,7 +140,7 @@ def main(argv):
             for path in ("savedmodel", "savedmodel_latent"):
                 if path in FLAGS.paths:
                     functions_by_path[path] = loaded[path]
-        reference = bench_common.torch_reference_from(model) if FLAGS.torch else None
+        reference = bench_common.torch_reference_from(model, params) if FLAGS.torch else None
         for seconds in (float(s) for s in FLAGS.seconds):
             for batch in (int(b) for b in FLAGS.batches):
                 record = measure(model, functions_by_path, reference, seconds, batch, FLAGS.repeats, peak)

@@ -62,7 +62,7 @@ def _torch_step(params, folded):
     """PyTorch's reference training step (weight norm, Adam): ``step(mel_np, audio_np) -> loss``."""
     import torch
 
-    reference = bench_common.torch_reference_from(folded, weight_norm=True).train()
+    reference = bench_common.torch_reference_from(folded, params, weight_norm=True).train()
     criterion = bench_common.import_reference().WaveGlowLoss(sigma=params.train.sigma)
     optimizer = torch.optim.Adam(reference.parameters(), lr=params.train.learning_rate)
 

@@ -44,6 +44,10 @@ from tfwaveglow import cli
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REFERENCE_DIR = os.path.join(REPO_ROOT, "tests", "reference")
+sys.path.insert(0, REFERENCE_DIR)
+# The weight mapping is shared with the parity tests and benchmarks (imports torch only when used).
+from tfwaveglow_weights import build_reference, reference_arrays  # noqa: E402
+
 LOSS_TERMS = ("loss/total", "loss/z", "loss/log_s", "loss/log_det_w")
 
 FLAGS = flags.FlagValues()
@@ -64,130 +68,9 @@ flags.mark_flags_as_required(["filelist", "wave_dir", "lc_dir", "model_dir", "in
 
 def import_reference():
     """``tests/reference/glow.py`` as module ``glow``."""
-    if REFERENCE_DIR not in sys.path:
-        sys.path.insert(0, REFERENCE_DIR)
     import glow
 
     return glow
-
-
-# --------------------------------------------------------------------------- weights
-def _wn_modules(reference) -> dict:
-    """tfwaveglow layer path -> the reference's Conv1d (e.g. ``WN.0.in_layers.2``)."""
-    modules = {}
-    for k, wn in enumerate(reference.WN):
-        modules[f"WN.{k}.start"] = wn.start
-        modules[f"WN.{k}.cond_layer"] = wn.cond_layer
-        modules[f"WN.{k}.end"] = wn.end
-        for i in range(wn.n_layers):
-            modules[f"WN.{k}.in_layers.{i}"] = wn.in_layers[i]
-            modules[f"WN.{k}.res_skip_layers.{i}"] = wn.res_skip_layers[i]
-    return modules
-
-
-def build_reference(params, arrays: dict, weight_norm: bool = True):
-    """The PyTorch reference WaveGlow of ``params.model`` holding tfwaveglow's name-keyed weights.
-
-    Args:
-      params: resolved params (``model`` fixes the architecture).
-      arrays: :func:`tfwaveglow.save_model`'s ``weights.npz`` contents: ``<path>.kernel``
-        in tfwaveglow's layouts (1x1 ``[in, out]``, dilated ``[k, in, out]``, upsampler
-        ``[k, out, in]``, ``convinv.k.kernel`` = W ``[c, c]``) and ``<path>.bias``.
-      weight_norm: keep PyTorch's weight norm on the WN convolutions (all but ``end``)
-        with ``v = w``, ``g = ||w||`` (what tfwaveglow's training model starts from).
-
-    Returns:
-      ``glow.WaveGlow``; every array is used exactly once.
-
-    Raises:
-      ValueError: a missing or unused key, or a shape that does not fit.
-    """
-    import torch
-
-    glow = import_reference()
-    m = params.model
-    reference = glow.WaveGlow(
-        n_mel_channels=m.n_mel_channels,
-        n_flows=m.n_flows,
-        n_group=m.n_group,
-        n_early_every=m.n_early_every,
-        n_early_size=m.n_early_size,
-        WN_config={"n_layers": m.wn.n_layers, "n_channels": m.wn.n_channels, "kernel_size": m.wn.kernel_size},
-        upsample_kernel_size=m.upsample_kernel_size,
-        upsample_stride=m.upsample_stride,
-    )
-    remaining = dict(arrays)
-
-    def take(key, shape):
-        if key not in remaining:
-            raise ValueError(f"weights: '{key}' is missing")
-        value = np.asarray(remaining.pop(key), np.float32)
-        if tuple(value.shape) != tuple(shape):
-            raise ValueError(f"weights: '{key}' has shape {value.shape}, expected {tuple(shape)}")
-        return value
-
-    def tensor(value):
-        return torch.from_numpy(np.ascontiguousarray(value, np.float32))
-
-    with torch.no_grad():
-        up = reference.upsample
-        in_ch, out_ch, k = up.weight.shape
-        up.weight.copy_(tensor(take("upsample.kernel", (k, out_ch, in_ch)).transpose(2, 1, 0)))
-        up.bias.copy_(tensor(take("upsample.bias", (out_ch,))))
-        for k, inv in enumerate(reference.convinv):
-            c = inv.conv.weight.shape[0]
-            inv.conv.weight.copy_(tensor(take(f"convinv.{k}.kernel", (c, c))[:, :, None]))
-        for name, conv in _wn_modules(reference).items():
-            out_ch, in_ch, width = conv.weight_v.shape if hasattr(conv, "weight_v") else conv.weight.shape
-            ours = (in_ch, out_ch) if width == 1 else (width, in_ch, out_ch)
-            kernel = take(f"{name}.kernel", ours)
-            weight = kernel.T[:, :, None] if width == 1 else kernel.transpose(2, 1, 0)
-            if hasattr(conv, "weight_v"):
-                conv.weight_v.copy_(tensor(weight))
-                conv.weight_g.copy_(tensor(np.linalg.norm(weight.reshape(out_ch, -1), axis=1)[:, None, None]))
-            else:
-                conv.weight.copy_(tensor(weight))
-            conv.bias.copy_(tensor(take(f"{name}.bias", (out_ch,))))
-    if remaining:
-        raise ValueError(f"weights: unused keys {sorted(remaining)[:10]}")
-    if not weight_norm:
-        _remove_weight_norm(reference)
-    return reference
-
-
-def _remove_weight_norm(reference) -> None:
-    import warnings
-
-    import torch
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        for module in reference.modules():
-            if hasattr(module, "weight_g"):
-                torch.nn.utils.remove_weight_norm(module)
-
-
-def reference_arrays(reference) -> dict:
-    """The reference's weights in :func:`build_reference`'s name-keyed layout (weight norm folded)."""
-    import torch
-
-    def weight_of(conv):
-        if hasattr(conv, "weight_v"):
-            v, g = conv.weight_v, conv.weight_g
-            return g * v / torch.sqrt(torch.sum(v * v, dim=(1, 2), keepdim=True))
-        return conv.weight
-
-    arrays = {}
-    with torch.no_grad():
-        arrays["upsample.kernel"] = reference.upsample.weight.numpy().transpose(2, 1, 0).copy()
-        arrays["upsample.bias"] = reference.upsample.bias.numpy().copy()
-        for k, inv in enumerate(reference.convinv):
-            arrays[f"convinv.{k}.kernel"] = inv.conv.weight[:, :, 0].numpy().copy()
-        for name, conv in _wn_modules(reference).items():
-            weight = weight_of(conv).numpy()
-            arrays[f"{name}.kernel"] = weight[:, :, 0].T.copy() if weight.shape[2] == 1 else weight.transpose(2, 1, 0)
-            arrays[f"{name}.bias"] = conv.bias.numpy().copy()
-    return arrays
 
 
 # --------------------------------------------------------------------------- optimisation
@@ -340,7 +223,7 @@ def run(params, ids, valid_ids, wave_dir, lc_dir, model_dir, init_from, steps) -
         raise FileExistsError(f"{metrics_path} exists: this script does not resume; use a new --model_dir")
     tfwaveglow.save_params(params, os.path.join(model_dir, "params.yaml"))
     with np.load(os.path.join(init_from, "weights.npz")) as f:
-        reference = build_reference(params, {k: f[k] for k in f.files}, weight_norm=t.weight_norm)
+        reference = build_reference(params.model, {k: f[k] for k in f.files}, weight_norm=t.weight_norm)
     optimizer = make_optimizer(reference)
     tick = time.perf_counter()
     mels, audios = training_batches(params, ids, wave_dir, lc_dir, steps)

@@ -119,7 +119,7 @@ def one_step(tmp_path_factory):
     tf_after = tf_variables(trainer.model)
 
     with np.load(os.path.join(init_dir, "weights.npz")) as f:
-        reference = script.build_reference(params, {k: f[k] for k in f.files}, weight_norm=True).train()
+        reference = script.build_reference(params.model, {k: f[k] for k in f.files}, weight_norm=True).train()
     torch_before = torch_variables(reference)
     optimizer = script.make_optimizer(reference)
     torch_result = script.train_step(reference, optimizer, mel, audio, 0, params.train)

@@ -63,48 +63,18 @@ def test_the_model_loads_as_float32_with_the_float16_values(shipped):
 
 
 # --------------------------------------------------------------------------- PyTorch reference
-def nvidia_state_dict(arrays: dict) -> dict:
-    """Our folded arrays in NVIDIA's state_dict names and PyTorch layouts (weight norm removed)."""
-    state = {}
-    for key, value in arrays.items():
-        path, kind = key.rsplit(".", 1)
-        value = np.asarray(value, np.float32)
-        if kind == "bias":
-            state[f"{path}.bias"] = value
-        elif path.startswith("convinv."):
-            state[f"{path}.conv.weight"] = value[:, :, None]  # W [c, c] -> Conv1d [c, c, 1]
-        elif value.ndim == 3:  # Upsampler [k, out, in] -> [in, out, k]; DilatedConv1D [k, in, out] -> [out, in, k]
-            state[f"{path}.weight"] = value.transpose(2, 1, 0)
-        else:  # PointwiseConv [in, out] -> Conv1d [out, in, 1]
-            state[f"{path}.weight"] = value.T[:, :, None]
-    return state
-
-
 def test_synthesis_equals_the_pytorch_reference_with_the_same_weights(shipped, held_out_mel):
     torch = pytest.importorskip("torch")
     reference_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference")
     if reference_dir not in sys.path:
         sys.path.insert(0, reference_dir)
-    import glow_checkpoints
+    import tfwaveglow_weights
 
     model, params = shipped
     m = params.model
-    config = {
-        "n_mel_channels": m.n_mel_channels,
-        "n_flows": m.n_flows,
-        "n_group": m.n_group,
-        "n_early_every": m.n_early_every,
-        "n_early_size": m.n_early_size,
-        "WN_config": {"n_layers": m.wn.n_layers, "n_channels": m.wn.n_channels, "kernel_size": m.wn.kernel_size},
-        "upsample_kernel_size": m.upsample_kernel_size,
-        "upsample_stride": m.upsample_stride,
-    }
-    # Random weights first (the reference copies only after its weight-norm hooks have run), then ours.
-    reference = glow_checkpoints.without_weight_norm(glow_checkpoints.build(config)).eval()
-    # The float16 file decoded by NumPy alone, not by tfwaveglow.
+    # The float16 file decoded by NumPy alone and mapped onto the reference, not by tfwaveglow's loader.
     with np.load(os.path.join(MODEL_DIR, WEIGHTS_FILE)) as data:
-        state = nvidia_state_dict({k: data[k].astype(np.float32) for k in data.files})
-    reference.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}, strict=True)
+        reference = tfwaveglow_weights.build_reference(m, {k: data[k].astype(np.float32) for k in data.files})
 
     z = np.random.default_rng(3).standard_normal([1, FRAMES * m.upsample_stride // m.n_group, m.n_group])
     z = z.astype(np.float32)
