@@ -3,7 +3,9 @@
 The YAML file has the sections ``audio``, ``model`` (with ``wn``), ``data``,
 ``train`` and ``export``. Every key a file leaves out takes the default below
 (NVIDIA/waveglow's ``config.json``); a key the dataclasses do not know is an
-error that names it. Values are checked against their declared types, and
+error that names it, except a key listed in ``RETIRED_KEYS`` (one an earlier
+version wrote, e.g. into a run directory's ``params.yaml``), which is dropped
+with a warning so that old runs still resume. Values are checked against their declared types, and
 strings such as ``"1e-4"`` (which PyYAML reads as a string) become floats.
 
 Usage::
@@ -17,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import typing
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,6 +41,11 @@ __all__ = [
 
 DILATED_CONV_CHOICES = ("time_to_batch", "shifted_matmul", "phase_conv2d", "native")
 LR_SCHEDULE_CHOICES = ("constant", "exponential", "cosine")
+
+# Keys earlier versions accepted and no longer use: dotted key -> why it is ignored.
+RETIRED_KEYS = {
+    "data.shuffle_buffer": "the training order is a seeded per-epoch permutation of the whole file list",
+}
 
 
 class ConfigError(ValueError):
@@ -276,6 +284,10 @@ def _coerce(value: Any, type_, key: str) -> Any:
 def _build(cls, data: Mapping, prefix: str = ""):
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
+    retired = [key for key in data if key not in names and prefix + key in RETIRED_KEYS]
+    for key in retired:
+        warnings.warn(f"ignoring the retired key '{prefix}{key}': {RETIRED_KEYS[prefix + key]}", stacklevel=4)
+    data = {key: value for key, value in data.items() if key not in retired}
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(
