@@ -112,6 +112,41 @@ def test_deterministic_mode_repeats_and_resumes(corpus):
         np.testing.assert_array_equal(a1, a2)
 
 
+@pytest.mark.parametrize("pipelines, replicas", [(1, 2), (2, 2), (2, 4)])
+def test_input_pipelines_split_the_global_batches_and_read_only_their_share(corpus, monkeypatch, pipelines, replicas):
+    global_batch, steps, dirs = 4, 3, (corpus["audio"], corpus["mels"])
+    local, per_replica = replicas // pipelines, global_batch // replicas
+
+    def make(context=None, **kwargs):
+        return data.make_dataset(corpus["ids"], *dirs, PARAMS, batch_size=global_batch, deterministic=True, seed=3,
+                                 input_context=context, **kwargs)  # fmt: skip
+
+    def contexts():
+        return [tf.distribute.InputContext(pipelines, p, replicas) for p in range(pipelines)]
+
+    reference = batches(make(skip_batches=2), steps)
+    per_pipeline = [batches(make(c, skip_batches=2), steps * local) for c in contexts()]
+    for step in range(steps):
+        # The global batch, in order: pipeline 0's replicas' batches, then pipeline 1's, ...
+        parts = [per_pipeline[p][step * local + r] for p in range(pipelines) for r in range(local)]
+        assert all(m.shape[0] == per_replica for m, _ in parts)
+        np.testing.assert_array_equal(np.concatenate([m for m, _ in parts]), reference[step][0])
+        np.testing.assert_array_equal(np.concatenate([a for _, a in parts]), reference[step][1])
+
+    # One pass over the list: the pipelines together read each utterance once, as one process does.
+    reads = []
+    original_read = data._Utterances.read
+    monkeypatch.setattr(data._Utterances, "read", lambda self, *a: reads.append(a) or original_read(self, *a))
+    batches(make(repeat=False), 100)
+    whole = sorted(reads)
+    reads.clear()
+    for context in contexts():
+        batches(make(context, repeat=False), 100)
+    assert sorted(reads) == whole and len(whole) == len(corpus["ids"])
+    with pytest.raises(data.DataError, match="global batch"):
+        make(tf.distribute.InputContext(3, 0, 3))
+
+
 def test_each_epoch_visits_every_utterance_once(corpus):
     ids = corpus["long_ids"]
     dataset = data.make_dataset(ids, corpus["audio"], corpus["mels"], PARAMS, batch_size=1, seed=11)

@@ -58,7 +58,8 @@ def clips(n, seed=0):
 
 
 def stream_fn(mel, audio, batch=4, epochs=64):
-    """``start_step -> dataset``: an endless-enough stream, each epoch a seeded shuffle, opened at ``start_step``."""
+    """``Trainer.fit``'s ``dataset_fn`` for an endless-enough stream of global batches of ``batch``,
+    each epoch a seeded shuffle, opened at ``start_step``."""
     per_epoch = len(mel) // batch * batch
     order = np.concatenate([np.random.default_rng(e).permutation(len(mel))[:per_epoch] for e in range(epochs)])
     mel, audio = tf.constant(mel), tf.constant(audio)
@@ -67,7 +68,7 @@ def stream_fn(mel, audio, batch=4, epochs=64):
         ds = tf.data.Dataset.from_tensor_slices(order).map(lambda i: (tf.gather(mel, i), tf.gather(audio, i)))
         return ds.batch(batch, drop_remainder=True).skip(start_step)
 
-    return dataset_fn
+    return training.split_global_batches(dataset_fn)
 
 
 def variables_by_path(variables):
@@ -256,7 +257,7 @@ def test_nan_guard_skips_counts_and_stops_with_the_last_good_checkpoint_intact(t
 
     trainer.train_step = recording_step
     with pytest.raises(training.NonFiniteTrainingError, match=r"3 non-finite steps in a row.*ckpt-4"):
-        trainer.fit(lambda start_step: batches.skip(start_step), steps=8)
+        trainer.fit(training.split_global_batches(lambda start_step: batches.skip(start_step)), steps=8)
 
     assert [k for k, (r, _) in sorted(snapshots.items()) if not r["applied"]] == [3, 5, 6, 7]
     assert [bool(snapshots[k][0]["inputs_finite"]) for k in (3, 5, 6, 7)] == [False, True, False, False]

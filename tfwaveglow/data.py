@@ -180,6 +180,7 @@ def make_dataset(
     repeat: bool = True,
     skip_batches: int = 0,
     num_parallel_calls: int | None = None,
+    input_context: tf.distribute.InputContext | None = None,
 ) -> tf.data.Dataset:
     """Batches of aligned (mel, audio) training segments.
 
@@ -199,10 +200,17 @@ def make_dataset(
       skip_batches: batches to leave out at the start, e.g. the step a resumed run
         starts from (the remaining batches are the same as without skipping).
       num_parallel_calls: parallel readers (default ``tf.data.AUTOTUNE``).
+      input_context: one input pipeline of a ``tf.distribute`` strategy (what
+        ``strategy.distribute_datasets_from_function`` passes). ``batch_size`` is
+        then the global batch: pipeline ``p`` of ``P`` reads only its share, the
+        ``p``-th of ``P`` equal parts of every global batch, and yields it as
+        per-replica batches of ``batch_size / num_replicas_in_sync`` (so the
+        replicas together train on exactly the global batches of one process).
 
     Returns:
-      A dataset of ``(mel [batch_size, ceil(segment_length / hop), n_mel] float32,
-      audio [batch_size, segment_length] float32)``.
+      A dataset of ``(mel [B, ceil(segment_length / hop), n_mel] float32,
+      audio [B, segment_length] float32)``, ``B = batch_size``, or the per-replica
+      batch with an ``input_context``.
 
     Raises:
       DataError: an empty list, missing files, or (when iterating) a stored file
@@ -255,15 +263,31 @@ def make_dataset(
     start = int(skip_batches) * int(batch_size)
     stop = _INT64_MAX if repeat else n
     dataset = tf.data.Dataset.range(start, stop)
+    out_batch = batch_size
+    if input_context is not None:
+        dataset, out_batch = _pipeline_share(dataset, batch_size, input_context)
     dataset = dataset.map(
         load_tf,
         num_parallel_calls=tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls,
         deterministic=True if deterministic else None,
     )
-    dataset = dataset.batch(batch_size, drop_remainder=True)
+    dataset = dataset.batch(out_batch, drop_remainder=True)
     options = tf.data.Options()
     options.deterministic = bool(deterministic)
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _pipeline_share(indices: tf.data.Dataset, batch_size: int, input_context) -> tuple[tf.data.Dataset, int]:
+    """Keeps the example indices of one input pipeline; returns them and its per-replica batch."""
+    pipelines = int(input_context.num_input_pipelines)
+    if batch_size % pipelines:
+        raise DataError(f"the global batch ({batch_size}) must divide by the number of input pipelines ({pipelines})")
+    try:
+        per_replica = int(input_context.get_per_replica_batch_size(batch_size))
+    except ValueError as e:
+        raise DataError(str(e)) from None
+    share, pipeline = batch_size // pipelines, int(input_context.input_pipeline_id)
+    return indices.filter(lambda i: (i % batch_size) // share == pipeline), per_replica
 
 
 def make_validation_dataset(

@@ -635,18 +635,21 @@ class Trainer:
     # ---------------------------------------------------------------- loop
     def fit(
         self,
-        dataset_fn: Callable[[int], tf.data.Dataset],
+        dataset_fn: Callable[[int, tf.distribute.InputContext], tf.data.Dataset],
         valid_dataset: tf.data.Dataset | None = None,
         steps: int | None = None,
     ) -> dict:
         """Trains until ``steps`` (default ``train.steps``), resuming at ``self.step``.
 
         Args:
-          dataset_fn: ``start_step -> tf.data.Dataset``: the global batches
-            ``(mel [B, F, n_mel], audio [B, S])`` (static shapes) that an
-            uninterrupted run would train on from step ``start_step`` on, at
-            least up to ``steps`` (e.g. :func:`tfwaveglow.data.make_dataset`
-            with ``repeat=True, skip_batches=start_step``).
+          dataset_fn: ``(start_step, input_context) -> tf.data.Dataset``, run by
+            ``strategy.distribute_datasets_from_function`` once per input pipeline
+            (one per worker): that pipeline's share of the global batches an
+            uninterrupted run would train on from step ``start_step`` on, as
+            per-replica batches ``(mel [b, F, n_mel], audio [b, S])`` (static
+            shapes, ``b = B / num_replicas_in_sync``), at least up to ``steps``.
+            :func:`training_dataset` is one (it reads only its share);
+            :func:`split_global_batches` makes one from a stream of global batches.
           valid_dataset: finite batches for validation NLL and audio summaries.
           steps: total steps to reach.
 
@@ -664,9 +667,16 @@ class Trainer:
         if step >= steps:
             logging.info("step %d already reached (train.steps %d)", step, steps)
             return self._summary({}, {})
-        dataset = dataset_fn(step)
-        self._global_batch = _global_batch(dataset, self.strategy)
-        iterator = iter(self.strategy.experimental_distribute_dataset(_shard_by_data(dataset)))
+        specs = []
+
+        def pipeline(input_context):
+            dataset = dataset_fn(step, input_context)
+            specs.append(dataset.element_spec)
+            return dataset
+
+        distributed = self.strategy.distribute_datasets_from_function(pipeline)
+        self._global_batch = _global_batch(specs, self.strategy)
+        iterator = iter(distributed)
         writers = self._summary_writers()
         meter, consecutive, last_train, last_valid = _Meter(), 0, {}, {}
         samples_per_step = self._global_batch
@@ -893,28 +903,49 @@ def _element_spec(batch):
     return tf.nest.map_structure(tf.type_spec_from_value, batch)
 
 
-def _global_batch(dataset: tf.data.Dataset, strategy) -> int:
-    spec = dataset.element_spec
-    if not (isinstance(spec, tuple) and len(spec) == 2):
-        raise ValueError(f"the training dataset must yield (mel, audio) pairs, got element spec {spec}")
-    mel_spec, audio_spec = spec
-    if mel_spec.shape.rank != 3 or audio_spec.shape.rank != 2 or not mel_spec.shape.is_fully_defined():
-        raise ValueError(
-            f"the training dataset must yield static mel [batch, frames, n_mel] and audio [batch, samples], "
-            f"got {mel_spec.shape} and {audio_spec.shape} (batch with drop_remainder=True)"
-        )
-    batch = mel_spec.shape[0]
-    replicas = strategy.num_replicas_in_sync
-    if batch % replicas:
-        raise ValueError(f"the global batch ({batch}) must be divisible by the number of replicas ({replicas})")
-    return batch
+def _global_batch(specs: list, strategy) -> int:
+    """The global batch from the element specs of the input pipelines' per-replica batches."""
+    if not specs:
+        raise ValueError("the strategy built no input pipeline")
+    for spec in specs:
+        if not (isinstance(spec, tuple) and len(spec) == 2):
+            raise ValueError(f"the training dataset must yield (mel, audio) pairs, got element spec {spec}")
+        mel_spec, audio_spec = spec
+        if mel_spec.shape.rank != 3 or audio_spec.shape.rank != 2 or not mel_spec.shape.is_fully_defined():
+            raise ValueError(
+                f"the training dataset must yield static mel [batch, frames, n_mel] and audio [batch, samples], "
+                f"got {mel_spec.shape} and {audio_spec.shape} (batch with drop_remainder=True)"
+            )
+    per_replica = {int(spec[0].shape[0]) for spec in specs}
+    if len(per_replica) != 1:
+        raise ValueError(f"the input pipelines yield different per-replica batches {sorted(per_replica)}")
+    return per_replica.pop() * strategy.num_replicas_in_sync
 
 
-def _shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    """Multi-worker runs split each global batch between workers (element-wise, not by file)."""
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return dataset.with_options(options)
+def split_global_batches(
+    global_fn: Callable[[int], tf.data.Dataset],
+) -> Callable[[int, tf.distribute.InputContext], tf.data.Dataset]:
+    """Adapts ``start_step -> global batches`` to :meth:`Trainer.fit`'s ``dataset_fn``.
+
+    Every input pipeline builds the whole stream and keeps its part of each
+    global batch ``[B, ...]`` (the ``p``-th of ``P`` equal parts), cut into
+    per-replica batches ``[B / num_replicas_in_sync, ...]``. Simple, but every
+    worker produces every example; :func:`training_dataset` reads only its share.
+    """
+
+    def dataset_fn(start_step: int, input_context: tf.distribute.InputContext) -> tf.data.Dataset:
+        dataset = global_fn(start_step)
+        batch = dataset.element_spec[0].shape[0]
+        if batch is None:
+            raise ValueError("the global batches must have a static size (batch with drop_remainder=True)")
+        pipelines, pipeline = input_context.num_input_pipelines, input_context.input_pipeline_id
+        if batch % pipelines:
+            raise ValueError(f"the global batch ({batch}) must divide by the number of input pipelines ({pipelines})")
+        per_replica, share = input_context.get_per_replica_batch_size(batch), batch // pipelines
+        mine = dataset.unbatch().enumerate().filter(lambda i, _: (i % batch) // share == pipeline)
+        return mine.map(lambda _, example: example).batch(per_replica, drop_remainder=True)
+
+    return dataset_fn
 
 
 def _format_duration(seconds: float) -> str:
@@ -928,7 +959,14 @@ def _format_duration(seconds: float) -> str:
 
 
 # --------------------------------------------------------------------------- entry point
-def training_dataset(params: Params, ids, wave_dir: str, lc_dir: str, start_step: int = 0) -> tf.data.Dataset:
+def training_dataset(
+    params: Params,
+    ids,
+    wave_dir: str,
+    lc_dir: str,
+    start_step: int = 0,
+    input_context: tf.distribute.InputContext | None = None,
+) -> tf.data.Dataset:
     """The batches :func:`train` reads from step ``start_step`` on (the stream is fixed by ``train.seed``).
 
     Args:
@@ -936,9 +974,12 @@ def training_dataset(params: Params, ids, wave_dir: str, lc_dir: str, start_step
       ids: training utterance ids.
       wave_dir, lc_dir: where the wavs and the mels live.
       start_step: batches to skip, so a resumed run reads on where it stopped.
+      input_context: one input pipeline of a strategy (as :meth:`Trainer.fit`
+        passes it): only that pipeline's share is read, as per-replica batches.
 
     Returns:
-      An endless dataset of ``(mel [B, ceil(segment / hop), n_mel], audio [B, segment])``.
+      An endless dataset of ``(mel [B, ceil(segment / hop), n_mel], audio [B, segment])``,
+      ``B = train.batch_size``, or ``B / num_replicas_in_sync`` with an ``input_context``.
     """
     from tfwaveglow import data
 
@@ -954,6 +995,7 @@ def training_dataset(params: Params, ids, wave_dir: str, lc_dir: str, start_step
         seed=t.seed,
         repeat=True,
         skip_batches=start_step,
+        input_context=input_context,
     )
 
 
@@ -1000,8 +1042,8 @@ def train(
     trainer = Trainer(params, model_dir, strategy=strategy)
     trainer.restore(init_from)
 
-    def dataset_fn(start_step: int) -> tf.data.Dataset:
-        return training_dataset(params, ids, wave_dir, lc_dir, start_step)
+    def dataset_fn(start_step: int, input_context: tf.distribute.InputContext) -> tf.data.Dataset:
+        return training_dataset(params, ids, wave_dir, lc_dir, start_step, input_context)
 
     valid_dataset = None
     if valid_ids:
