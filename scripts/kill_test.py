@@ -35,24 +35,17 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-TINY_PARAMS = """
-model:
-  n_flows: 2
-  n_early_every: 1
-  upsample_kernel_size: 256
-  wn: {n_layers: 2, n_channels: 8}
-data:
-  segment_length: 4096
-train:
-  batch_size: 2
-  steps: 1000000
-  log_every: 10
-  summary_every: 5
-  checkpoint_every: 1
-  max_to_keep: 3
-  validate_every: 1000000
-  audio_summary_every: 1000000
-"""
+TINY_PARAMS = os.path.join(ROOT, "configs", "tiny.yaml")
+# A checkpoint every step, so that kills land during saves too.
+TRAIN_OVERRIDES = {
+    "train.steps": 1000000,
+    "train.log_every": 10,
+    "train.summary_every": 5,
+    "train.checkpoint_every": 1,
+    "train.max_to_keep": 3,
+    "train.validate_every": 1000000,
+    "train.audio_summary_every": 1000000,
+}
 
 
 class KillTestFailure(AssertionError):
@@ -125,9 +118,10 @@ def check_run_dir(model_dir: str) -> dict:
 def run(rounds: int, seed: int, work_dir: str, corpus: str | None, min_delay: float, max_delay: float) -> dict:
     rng = random.Random(seed)
     corpus = corpus or prepare_corpus(work_dir)
+    import tfwaveglow
+
     params_file = os.path.join(work_dir, "tiny.yaml")
-    with open(params_file, "w", encoding="utf-8") as f:
-        f.write(TINY_PARAMS)
+    tfwaveglow.save_params(tfwaveglow.load_params(TINY_PARAMS, overrides=TRAIN_OVERRIDES), params_file)
     model_dir = os.path.join(work_dir, "run")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
     report = {"rounds": [], "model_dir": model_dir}

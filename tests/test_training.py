@@ -532,24 +532,15 @@ def test_multi_worker_over_loopback_trains_identical_workers(tmp_path):
 
 
 # ----------------------------------------------------------------------------- the CLI on real speech
-SMOKE_PARAMS = """
-model:
-  n_flows: 2
-  n_early_every: 1
-  upsample_kernel_size: 256
-  wn: {n_layers: 2, n_channels: 8}
-data:
-  segment_length: 4096
-train:
-  batch_size: 2
-  steps: 6
-  deterministic: true
-  log_every: 2
-  summary_every: 2
-  checkpoint_every: 3
-  validate_every: 3
-  audio_summary_every: 6
-"""
+SMOKE_OVERRIDES = {
+    "train.steps": 6,
+    "train.deterministic": True,
+    "train.log_every": 2,
+    "train.summary_every": 2,
+    "train.checkpoint_every": 3,
+    "train.validate_every": 3,
+    "train.audio_summary_every": 6,
+}
 
 
 @pytest.fixture(scope="module")
@@ -579,7 +570,8 @@ def test_train_cli_smoke_on_real_speech_then_resume(tmp_path, corpus):
     from tfwaveglow import data
 
     params_file = tmp_path / "tiny.yaml"
-    params_file.write_text(SMOKE_PARAMS)
+    smoke = tfwaveglow.load_params(os.path.join(ROOT, "configs", "tiny.yaml"), SMOKE_OVERRIDES)
+    tfwaveglow.save_params(smoke, params_file)
     model_dir = tmp_path / "run"
     common = [
         f"--filelist={corpus / 'train.txt'}",
