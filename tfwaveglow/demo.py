@@ -210,22 +210,17 @@ def run_demo(
       The summary (also written to ``<output_dir>/summary.json``).
 
     Raises:
-      DemoError: ``input_dir`` is missing or holds no audio files, or a bad setting.
+      tfwaveglow.evaluation.EvaluationError: ``input_dir`` is missing or holds no
+        audio files, or a bad sigma or iteration count.
+      DemoError: a denoiser strength that is not > 0.
     """
     from tfwaveglow import evaluation
-    from tfwaveglow.preprocess import find_audio_files
 
-    if not os.path.isdir(input_dir):
-        raise DemoError(f"input directory {input_dir} does not exist")
-    rel_paths = find_audio_files(input_dir)
-    if not rel_paths:
-        raise DemoError(f"input directory {input_dir} holds no .wav, .flac or .ogg files")
-    if not (math.isfinite(sigma) and sigma >= 0):
-        raise DemoError(f"sigma must be >= 0, got {sigma}")
+    rel_paths = evaluation.copy_synthesis_inputs(
+        input_dir, sigma=sigma, griffin_lim_iterations=griffin_lim_iterations, role="input"
+    )
     if not (math.isfinite(denoiser_strength) and denoiser_strength > 0):
         raise DemoError(f"denoiser_strength must be > 0, got {denoiser_strength}")
-    if griffin_lim_iterations < 0:
-        raise DemoError(f"griffin_lim_iterations must be >= 0, got {griffin_lim_iterations}")
     denoiser = evaluation.make_denoiser(model, params.audio, denoiser_strength)
 
     started = time.perf_counter()
@@ -314,7 +309,7 @@ def format_summary(summary: dict) -> str:
 def main(argv) -> None:
     """Runs the demo; ``argv`` may carry the flags when called from Python."""
     cli.parse_argv(FLAGS, argv)
-    from tfwaveglow import ConfigError, ModelLoadError
+    from tfwaveglow import ConfigError, ModelLoadError, evaluation
     from tfwaveglow.model_io import load_model_and_params
 
     try:
@@ -336,7 +331,7 @@ def main(argv) -> None:
             griffin_lim_iterations=FLAGS.griffin_lim_iterations,
             model_path=FLAGS.model,
         )
-    except DemoError as e:
+    except (DemoError, evaluation.EvaluationError) as e:
         sys.exit(f"demo: error: {e}")
     print(format_summary(summary))
     print(f"wrote {summary['num_files']} file(s) of outputs and {SUMMARY_NAME} to {FLAGS.output_dir}")

@@ -291,6 +291,33 @@ def _package_version(name: str) -> str | None:
         return None
 
 
+def copy_synthesis_inputs(directory: str, *, sigma: float, griffin_lim_iterations: int, role: str) -> list[str]:
+    """Checks a copy-synthesis job's input directory and settings (shared with the demo).
+
+    Args:
+      directory: searched recursively for ``.wav``, ``.flac`` and ``.ogg``.
+      sigma: WaveGlow's latent standard deviation (finite, >= 0).
+      griffin_lim_iterations: the baseline's iterations (>= 0).
+      role: what the directory is, for the messages (``"reference"``, ``"input"``).
+
+    Returns:
+      The audio files' paths relative to ``directory``, sorted.
+
+    Raises:
+      EvaluationError: the directory is missing or holds no audio files, or a bad setting.
+    """
+    if not os.path.isdir(directory):
+        raise EvaluationError(f"{role} directory {directory} does not exist")
+    rel_paths = find_audio_files(directory)
+    if not rel_paths:
+        raise EvaluationError(f"{role} directory {directory} holds no .wav, .flac or .ogg files")
+    if not (math.isfinite(sigma) and sigma >= 0):
+        raise EvaluationError(f"sigma must be >= 0, got {sigma}")
+    if griffin_lim_iterations < 0:
+        raise EvaluationError(f"griffin_lim_iterations must be >= 0, got {griffin_lim_iterations}")
+    return rel_paths
+
+
 def evaluate_directory(
     model,
     params: Params,
@@ -331,16 +358,10 @@ def evaluate_directory(
     Raises:
       EvaluationError: ``reference_dir`` is missing or holds no audio files, or a bad setting.
     """
-    if not os.path.isdir(reference_dir):
-        raise EvaluationError(f"reference directory {reference_dir} does not exist")
-    rel_paths = find_audio_files(reference_dir)
-    if not rel_paths:
-        raise EvaluationError(f"reference directory {reference_dir} holds no .wav, .flac or .ogg files")
     sigma = float(params.export.sigma if sigma is None else sigma)
-    if not math.isfinite(sigma) or sigma < 0:
-        raise EvaluationError(f"sigma must be >= 0, got {sigma}")
-    if griffin_lim_iterations < 0:
-        raise EvaluationError(f"griffin_lim_iterations must be >= 0, got {griffin_lim_iterations}")
+    rel_paths = copy_synthesis_inputs(
+        reference_dir, sigma=sigma, griffin_lim_iterations=griffin_lim_iterations, role="reference"
+    )
     strength = float(params.export.denoiser_strength if denoiser_strength is None else denoiser_strength)
     denoiser = make_denoiser(model, params.audio, strength)
 
