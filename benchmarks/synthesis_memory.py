@@ -3,10 +3,13 @@
 Random weights (the couplings made non-trivial), a random log-mel of the given
 length, synthesised by :class:`tfwaveglow.synthesis.Synthesizer`. Each length
 runs in a fresh process so its peak RSS is its own; prints one JSON object per
-length (and a list at the end).
+length (and a list at the end). The engine runs the plain conditioning path
+unless ``--conditioning`` says otherwise (composed conditioning adds its fixed
+``ComposedConditioning.size_bytes``: 2.0 GB for this model).
 
     python benchmarks/synthesis_memory.py --seconds 10,60,120 --window_frames 512
     python benchmarks/synthesis_memory.py --seconds 10 --one_shot    # one infer call, for contrast
+    python benchmarks/synthesis_memory.py --seconds 600 --conditioning composed
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ flags.DEFINE_integer("window_frames", 512, "Synthesizer window in mel frames.")
 flags.DEFINE_integer("batch_size", 1, "Windows per model call.")
 flags.DEFINE_bool("one_shot", False, "One infer call on the whole mel instead of windows.")
 flags.DEFINE_string("params", None, "Params YAML (default: the repository's params.yaml).")
+flags.DEFINE_enum(
+    "conditioning", "plain", ["plain", "composed", "auto"], "ModelEngine conditioning (composed adds its fixed memory)."
+)
 flags.DEFINE_bool("child", False, "Internal: run one length in this process.")
 FLAGS = flags.FLAGS
 
@@ -56,7 +62,7 @@ def run_one(seconds: float) -> dict:
     hop = params.audio.hop_length
     frames = int(round(seconds * params.audio.sampling_rate / hop))
     mel = rng.normal(-6.0, 2.0, (frames, params.audio.n_mel_channels)).astype(np.float32)
-    engine = ModelEngine(model, params)
+    engine = ModelEngine(model, params, conditioning=FLAGS.conditioning)
     synth = Synthesizer(engine, window_frames=FLAGS.window_frames, batch_size=FLAGS.batch_size)
     rss_before = current_rss_mib()
     peak_before = peak_rss_mib()
@@ -71,6 +77,7 @@ def run_one(seconds: float) -> dict:
         "audio_seconds": frames * hop / params.audio.sampling_rate,
         "frames": frames,
         "mode": "one_shot" if FLAGS.one_shot else "windowed",
+        "conditioning": engine.conditioning,
         "window_frames": None if FLAGS.one_shot else FLAGS.window_frames,
         "windows": 1 if FLAGS.one_shot else len(plan_windows(frames, FLAGS.window_frames, *synth.context)),
         "batch_size": FLAGS.batch_size,
@@ -94,7 +101,7 @@ def main(argv):
     for seconds in FLAGS.seconds.split(","):
         cmd = [sys.executable, os.path.abspath(__file__), "--child", f"--seconds={seconds}"]
         cmd += [f"--window_frames={FLAGS.window_frames}", f"--batch_size={FLAGS.batch_size}"]
-        cmd += ["--one_shot" if FLAGS.one_shot else "--noone_shot"]
+        cmd += ["--one_shot" if FLAGS.one_shot else "--noone_shot", f"--conditioning={FLAGS.conditioning}"]
         if FLAGS.params:
             cmd.append(f"--params={FLAGS.params}")
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
