@@ -5,8 +5,9 @@ The YAML file has the sections ``audio``, ``model`` (with ``wn``), ``data``,
 (NVIDIA/waveglow's ``config.json``); a key the dataclasses do not know is an
 error that names it, except a key listed in ``RETIRED_KEYS`` (one an earlier
 version wrote, e.g. into a run directory's ``params.yaml``), which is dropped
-with a warning so that old runs still resume. Values are checked against their declared types, and
-strings such as ``"1e-4"`` (which PyYAML reads as a string) become floats.
+with a warning so that old runs still resume. Values are checked against their
+declared types, and strings such as ``"1e-4"`` (which PyYAML reads as a string)
+become floats.
 
 Usage::
 

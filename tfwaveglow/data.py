@@ -40,6 +40,7 @@ __all__ = [
     "make_dataset",
     "make_validation_dataset",
     "mel_frames_per_segment",
+    "pipeline_share",
     "read_filelist",
 ]
 
@@ -265,7 +266,8 @@ def make_dataset(
     dataset = tf.data.Dataset.range(start, stop)
     out_batch = batch_size
     if input_context is not None:
-        dataset, out_batch = _pipeline_share(dataset, batch_size, input_context)
+        keep, out_batch = pipeline_share(batch_size, input_context)
+        dataset = dataset.filter(keep)  # before the reads: a pipeline reads only its share
     dataset = dataset.map(
         load_tf,
         num_parallel_calls=tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls,
@@ -277,8 +279,21 @@ def make_dataset(
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
-def _pipeline_share(indices: tf.data.Dataset, batch_size: int, input_context) -> tuple[tf.data.Dataset, int]:
-    """Keeps the example indices of one input pipeline; returns them and its per-replica batch."""
+def pipeline_share(batch_size: int, input_context: tf.distribute.InputContext):
+    """Which examples of a global-batch stream one input pipeline takes.
+
+    Args:
+      batch_size: the global batch ``B``.
+      input_context: the pipeline ``p`` of ``P`` (and the strategy's replica count).
+
+    Returns:
+      ``(keep, per_replica)``: ``keep(i)`` is true (a boolean tensor) for the
+      stream's example index ``i`` that pipeline ``p`` takes, the ``p``-th of ``P``
+      equal parts of every global batch; ``per_replica = B / num_replicas_in_sync``.
+
+    Raises:
+      DataError: ``B`` does not divide by ``P`` or by the number of replicas.
+    """
     pipelines = int(input_context.num_input_pipelines)
     if batch_size % pipelines:
         raise DataError(f"the global batch ({batch_size}) must divide by the number of input pipelines ({pipelines})")
@@ -287,7 +302,11 @@ def _pipeline_share(indices: tf.data.Dataset, batch_size: int, input_context) ->
     except ValueError as e:
         raise DataError(str(e)) from None
     share, pipeline = batch_size // pipelines, int(input_context.input_pipeline_id)
-    return indices.filter(lambda i: (i % batch_size) // share == pipeline), per_replica
+
+    def keep(i):
+        return (i % batch_size) // share == pipeline
+
+    return keep, per_replica
 
 
 def make_validation_dataset(

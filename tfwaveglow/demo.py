@@ -40,8 +40,8 @@ from tfwaveglow import cli
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_INPUT_DIR = os.path.join(_ROOT, "examples")
 DEFAULT_MODEL = os.path.join(_ROOT, "models", "fishfillets_cs")
-# The shipped model's hiss is audible at sigma 0.6; 0.1 (the top of NVIDIA's suggested
-# 0.01..0.1) lowers the log-mel distance and MCD to the original most (docs/demo.md).
+# The shipped model's hiss is audible at sigma 0.6; 0.1 is the top of NVIDIA's suggested
+# 0.01..0.1 (how it moves each metric, checkpoint by checkpoint: docs/demo.md).
 DEFAULT_DENOISER_STRENGTH = 0.1
 
 # Output systems in file order; their wav names are "<system>.wav".

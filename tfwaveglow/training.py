@@ -933,16 +933,15 @@ def split_global_batches(
     worker produces every example; :func:`training_dataset` reads only its share.
     """
 
+    from tfwaveglow.data import pipeline_share
+
     def dataset_fn(start_step: int, input_context: tf.distribute.InputContext) -> tf.data.Dataset:
         dataset = global_fn(start_step)
         batch = dataset.element_spec[0].shape[0]
         if batch is None:
             raise ValueError("the global batches must have a static size (batch with drop_remainder=True)")
-        pipelines, pipeline = input_context.num_input_pipelines, input_context.input_pipeline_id
-        if batch % pipelines:
-            raise ValueError(f"the global batch ({batch}) must divide by the number of input pipelines ({pipelines})")
-        per_replica, share = input_context.get_per_replica_batch_size(batch), batch // pipelines
-        mine = dataset.unbatch().enumerate().filter(lambda i, _: (i % batch) // share == pipeline)
+        keep, per_replica = pipeline_share(batch, input_context)
+        mine = dataset.unbatch().enumerate().filter(lambda i, _: keep(i))
         return mine.map(lambda _, example: example).batch(per_replica, drop_remainder=True)
 
     return dataset_fn
