@@ -69,6 +69,7 @@ def main(argv):
     cli.parse_argv(FLAGS, argv)
     import tfwaveglow
     from tfwaveglow import training
+    from tfwaveglow.run_lock import RunDirectoryBusyError
 
     # The multi-worker strategy must exist before TensorFlow runs anything else.
     strategy = training.create_strategy(FLAGS.strategy)
@@ -84,7 +85,13 @@ def main(argv):
             strategy=strategy,
             valid_filelist=FLAGS.valid_filelist,
         )
-    except (training.NonFiniteTrainingError, tfwaveglow.ConfigError, tfwaveglow.ModelLoadError, FileNotFoundError) as e:
+    except (
+        training.NonFiniteTrainingError,
+        RunDirectoryBusyError,
+        tfwaveglow.ConfigError,
+        tfwaveglow.ModelLoadError,
+        FileNotFoundError,
+    ) as e:
         logging.error("%s", e)
         return 1
     logging.info("finished at step %d: %s", summary["step"], summary)

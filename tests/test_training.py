@@ -19,6 +19,7 @@ import tensorflow as tf
 import tfwaveglow
 from tfwaveglow import training
 from tfwaveglow.model_io import weights_to_arrays
+from tfwaveglow.run_lock import RunDirectoryBusyError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -93,12 +94,15 @@ def read_events(directory):
 
 
 # ----------------------------------------------------------------------------- schedule
+@pytest.mark.parametrize("decay_start", [0, 5, 300])
 @pytest.mark.parametrize("schedule", ["constant", "exponential", "cosine"])
-def test_learning_rate_schedule_matches_closed_form(schedule):
-    lr = training.TrainLearningRate(2e-4, schedule, warmup_steps=10, decay_steps=100, decay_rate=0.25)
-    for step in [0, 4, 9, 10, 60, 110, 500]:
+def test_learning_rate_schedule_matches_closed_form(schedule, decay_start):
+    lr = training.TrainLearningRate(
+        2e-4, schedule, warmup_steps=10, decay_steps=100, decay_rate=0.25, decay_start=decay_start
+    )
+    for step in [0, 4, 9, 10, 60, 110, 299, 300, 350, 500]:
         warm = min(1.0, (step + 1) / 10)
-        u = max(step - 10, 0)
+        u = max(step - max(10, decay_start), 0)
         decay = {
             "constant": 1.0,
             "exponential": 0.25 ** (u / 100),
@@ -203,6 +207,16 @@ def test_fit_writes_a_loadable_run_dir_with_summaries(tmp_path):
     assert again.restore() == 7
     assert again.fit(stream_fn(mel, audio), steps=7)["step"] == 7
 
+    # Rows a killed run logged after its last checkpoint go on resume, the others stay as they were.
+    with open(model_dir / "metrics.csv", encoding="utf-8") as f:
+        before = f.read()
+    with open(model_dir / "metrics.csv", "a", encoding="utf-8") as f:
+        f.write("8,1.0,train,-1,0,0,0,1e-4,1,1,4\n10,2.0,valid,-1,0,0,0,,,,\n")
+    resumed = training.Trainer(params, model_dir)
+    assert resumed.restore() == 7
+    with open(model_dir / "metrics.csv", encoding="utf-8") as f:
+        assert f.read() == before
+
 
 def test_resume_repeats_an_uninterrupted_run_exactly(tmp_path):
     """Deterministic mode: 6 steps straight == 3 steps, then a fresh trainer restores and runs 3 more."""
@@ -232,6 +246,47 @@ def test_resume_repeats_an_uninterrupted_run_exactly(tmp_path):
     # Three steps fewer leave different weights, so the comparison above can fail.
     halfway, end = variables_by_path(first.model.weights), variables_by_path(straight.model.weights)
     assert any(not np.array_equal(halfway[k], end[k]) for k in halfway)
+
+
+# ----------------------------------------------------------------------------- one trainer per run
+def test_a_second_trainer_on_a_busy_run_directory_stops_and_names_the_holder(tmp_path):
+    """Another process holds the run: restore refuses before writing anything; its kill frees the run."""
+    run = tmp_path / "run"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from tfwaveglow.run_lock import RunDirectoryLock\n"
+            "lock = RunDirectoryLock(sys.argv[1])\n"
+            "lock.acquire()\n"
+            "print('locked', flush=True)\n"
+            "time.sleep(600)\n",
+            str(run),
+        ],
+        env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2"),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        trainer = training.Trainer(tiny_params(), run)
+        with pytest.raises(RunDirectoryBusyError, match=rf"{run}.*pid {holder.pid} on "):
+            trainer.restore()
+        assert sorted(os.listdir(run)) == ["train.lock"], "nothing may be written beside the holder"
+    finally:
+        holder.kill()  # SIGKILL: no clean-up runs, the kernel drops the lock
+        holder.wait()
+    assert trainer.restore() == 0
+    # In one process too: a second trainer is refused while the first one holds the run ...
+    with pytest.raises(RunDirectoryBusyError, match=rf"pid {os.getpid()} on "):
+        training.Trainer(tiny_params(), run).restore()
+    mel, audio = clips(8)
+    assert trainer.fit(stream_fn(mel, audio), steps=2)["step"] == 2
+    # ... and the end of fit frees it for the next one.
+    again = training.Trainer(tiny_params(), run)
+    assert again.restore() == 2
+    again.run_lock.release()
 
 
 # ----------------------------------------------------------------------------- NaN guard
@@ -308,6 +363,7 @@ def test_checkpoint_index_never_lists_a_checkpoint_being_deleted(tmp_path, monke
     leftovers[0].write_bytes(b"partial")
     leftovers[1].mkdir()
     (leftovers[1] / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"partial")
+    trainer.run_lock.release()  # as the killed process's exit would
     assert training.Trainer(params, tmp_path).restore() == 4
     assert not any(p.exists() for p in leftovers)
     assert sorted(os.listdir(tmp_path / "checkpoints")) == [
@@ -422,6 +478,7 @@ def test_init_from_copies_weights_with_a_fresh_optimizer(tmp_path):
         variable.assign(variable * 0.5)
     trainer.step.assign(2)
     trainer.save()
+    trainer.run_lock.release()
     again = training.Trainer(params, tmp_path / "run")
     assert again.restore(init_from=tmp_path / "pretrained") == 2
     resumed, saved = weights_to_arrays(again.model), weights_to_arrays(trainer.model)

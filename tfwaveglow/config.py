@@ -114,9 +114,12 @@ class TrainParams:
     steps: int = 500000
     # Adam at learning_rate, optionally warmed up linearly over lr_warmup_steps and then
     # decayed: "exponential" multiplies by lr_decay_rate every lr_decay_steps; "cosine"
-    # falls to learning_rate * lr_decay_rate over lr_decay_steps and stays there.
+    # falls to learning_rate * lr_decay_rate over lr_decay_steps and stays there. The
+    # decay begins at step max(lr_warmup_steps, lr_decay_start): a later start anneals a
+    # run that has trained at a constant rate so far.
     lr_schedule: str = "constant"
     lr_warmup_steps: int = 0
+    lr_decay_start: int = 0
     lr_decay_steps: int = 100000
     lr_decay_rate: float = 0.5
     grad_clip_norm: float = 0.0  # clip the global gradient norm to this; 0 turns clipping off
@@ -217,6 +220,7 @@ class Params:
                 f"train.lr_schedule must be one of {LR_SCHEDULE_CHOICES}, got {t.lr_schedule!r}",
             ),
             (t.lr_warmup_steps >= 0, f"train.lr_warmup_steps must be >= 0, got {t.lr_warmup_steps}"),
+            (t.lr_decay_start >= 0, f"train.lr_decay_start must be >= 0, got {t.lr_decay_start}"),
             (t.lr_decay_steps >= 1, f"train.lr_decay_steps must be >= 1, got {t.lr_decay_steps}"),
             (0 < t.lr_decay_rate <= 1, f"train.lr_decay_rate must be in (0, 1], got {t.lr_decay_rate}"),
             (t.grad_clip_norm >= 0, f"train.grad_clip_norm must be >= 0 (0 = off), got {t.grad_clip_norm}"),

@@ -11,7 +11,11 @@ A run directory holds
 - ``inference/``: :func:`tfwaveglow.save_model`'s small folded artifact,
   refreshed at every checkpoint;
 - ``train/``, ``valid/``: TensorBoard event files; ``metrics.csv``: the same
-  scalars as text.
+  scalars as text;
+- ``train.lock``: held by the process that trains in it, from
+  :meth:`Trainer.restore` to the end of :meth:`Trainer.fit`, so that a second
+  trainer on the same directory stops with
+  :class:`tfwaveglow.run_lock.RunDirectoryBusyError` instead of racing it.
 
 The data position is a function of the step: the training stream is a pure
 function of ``(train.seed, batch index)`` (:func:`tfwaveglow.data.make_dataset`),
@@ -42,6 +46,7 @@ from tfwaveglow.config import Params, load_params, save_params
 from tfwaveglow.losses import nll_terms
 from tfwaveglow.model import WaveGlow
 from tfwaveglow.model_io import CHECKPOINT_SUBDIR, PARAMS_FILE, load_model, save_model
+from tfwaveglow.run_lock import RunDirectoryLock
 
 __all__ = [
     "INFERENCE_SUBDIR",
@@ -54,6 +59,7 @@ __all__ = [
     "Trainer",
     "configure_mixed_precision",
     "create_strategy",
+    "drop_metrics_after",
     "is_chief",
     "make_optimizer",
     "remove_unlisted_checkpoint_files",
@@ -148,8 +154,9 @@ def configure_mixed_precision(enabled: bool, require_gpu: bool = True) -> bool:
 class TrainLearningRate(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warm-up, then constant, exponential or cosine decay.
 
-    ``lr(t) = warm(t) * base * decay(t - warmup_steps)`` with
-    ``warm(t) = min(1, (t + 1) / warmup_steps)`` (1 without warm-up) and
+    ``lr(t) = warm(t) * base * decay(t - start)`` with
+    ``warm(t) = min(1, (t + 1) / warmup_steps)`` (1 without warm-up),
+    ``start = max(warmup_steps, decay_start)`` and
     ``decay(u) = 1`` (constant), ``rate ** (u / decay_steps)`` (exponential) or
     ``rate + (1 - rate) * (1 + cos(pi * min(u / decay_steps, 1))) / 2`` (cosine),
     ``u`` clipped at 0.
@@ -161,9 +168,13 @@ class TrainLearningRate(keras.optimizers.schedules.LearningRateSchedule):
       decay_steps: exponential: steps per factor ``decay_rate``; cosine: the
         length of the decay.
       decay_rate: exponential factor, or the cosine's final fraction.
+      decay_start: the step before which the rate does not decay (the end of
+        the warm-up if that is later), e.g. to anneal a resumed run.
     """
 
-    def __init__(self, learning_rate, schedule="constant", warmup_steps=0, decay_steps=100000, decay_rate=0.5):
+    def __init__(
+        self, learning_rate, schedule="constant", warmup_steps=0, decay_steps=100000, decay_rate=0.5, decay_start=0
+    ):
         if schedule not in ("constant", "exponential", "cosine"):
             raise ValueError(f"unknown learning-rate schedule {schedule!r}")
         self.learning_rate = float(learning_rate)
@@ -171,20 +182,23 @@ class TrainLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         self.warmup_steps = int(warmup_steps)
         self.decay_steps = int(decay_steps)
         self.decay_rate = float(decay_rate)
+        self.decay_start = int(decay_start)
 
     @classmethod
     def from_params(cls, train_params) -> "TrainLearningRate":
         t = train_params
-        return cls(t.learning_rate, t.lr_schedule, t.lr_warmup_steps, t.lr_decay_steps, t.lr_decay_rate)
+        return cls(
+            t.learning_rate, t.lr_schedule, t.lr_warmup_steps, t.lr_decay_steps, t.lr_decay_rate, t.lr_decay_start
+        )
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
         lr = tf.constant(self.learning_rate, tf.float32)
-        after_warmup = tf.maximum(step - self.warmup_steps, 0.0)
+        after_start = tf.maximum(step - max(self.warmup_steps, self.decay_start), 0.0)
         if self.schedule == "exponential":
-            lr = lr * tf.pow(self.decay_rate, after_warmup / self.decay_steps)
+            lr = lr * tf.pow(self.decay_rate, after_start / self.decay_steps)
         elif self.schedule == "cosine":
-            progress = tf.minimum(after_warmup / self.decay_steps, 1.0)
+            progress = tf.minimum(after_start / self.decay_steps, 1.0)
             lr = lr * (self.decay_rate + (1.0 - self.decay_rate) * 0.5 * (1.0 + tf.cos(math.pi * progress)))
         if self.warmup_steps > 0:
             lr = lr * tf.minimum(1.0, (step + 1.0) / self.warmup_steps)
@@ -197,6 +211,7 @@ class TrainLearningRate(keras.optimizers.schedules.LearningRateSchedule):
             "warmup_steps": self.warmup_steps,
             "decay_steps": self.decay_steps,
             "decay_rate": self.decay_rate,
+            "decay_start": self.decay_start,
         }
 
 
@@ -300,6 +315,31 @@ class KillSafeCheckpointManager(tf.train.CheckpointManager):
         )
 
 
+def drop_metrics_after(model_dir: str, step: int) -> int:
+    """Removes the ``metrics.csv`` rows of steps after ``step``; returns how many.
+
+    A run stopped between two checkpoints has logged steps that the resumed run
+    trains again; without this their rows would appear twice.
+    """
+    path = os.path.join(model_dir, METRICS_FILE)
+    if not os.path.isfile(path):
+        return 0
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines(keepends=True)
+    kept = lines[:1]
+    for line in lines[1:]:
+        head = line.split(",", 1)[0]
+        if head.strip().isdigit() and int(head) > step:
+            continue
+        kept.append(line)
+    dropped = len(lines) - len(kept)
+    if dropped:
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            f.writelines(kept)
+        os.replace(path + ".tmp", path)
+    return dropped
+
+
 def remove_unlisted_checkpoint_files(checkpoint_dir: str) -> list[str]:
     """Deletes ``ckpt-*`` files the index does not list (left by a kill mid-write or mid-delete).
 
@@ -376,6 +416,8 @@ class Trainer:
         self.params = params
         self.model_dir = os.fspath(model_dir)
         self.chief = is_chief(self.strategy)
+        # The chief writes the run directory; the other workers save into scratch directories.
+        self.run_lock = RunDirectoryLock(self.model_dir)
         t = params.train
         if t.deterministic:
             tf.config.experimental.enable_op_determinism()
@@ -434,7 +476,18 @@ class Trainer:
             ``init_from`` model does not fit ``params.model``.
           FileNotFoundError, tfwaveglow.ModelLoadError: ``init_from`` is not a
             loadable model.
+          tfwaveglow.run_lock.RunDirectoryBusyError: another process trains in
+            ``model_dir``.
         """
+        self._lock_run_directory()
+        try:
+            step = self._restore(init_from)
+        except BaseException:
+            self.run_lock.release()
+            raise
+        return step
+
+    def _restore(self, init_from) -> int:
         self._check_saved_params()
         latest = self.manager.latest_checkpoint
         if latest and self.chief:
@@ -454,6 +507,9 @@ class Trainer:
         if self.chief:
             os.makedirs(self.model_dir, exist_ok=True)
             save_params(self.params, os.path.join(self.model_dir, PARAMS_FILE))
+            dropped = drop_metrics_after(self.model_dir, step)
+            if dropped:
+                logging.info("dropped %d metrics.csv rows past step %d (logged after its checkpoint)", dropped, step)
         return step
 
     def warm_start(self, init_from: str | os.PathLike) -> None:
@@ -465,6 +521,10 @@ class Trainer:
         except ValueError as e:
             raise ValueError(f"--init_from {init_from}: its model does not fit params.model: {e}") from e
         logging.info("initialised weights from %s", init_from)
+
+    def _lock_run_directory(self) -> None:
+        if self.chief:
+            self.run_lock.acquire()
 
     def _check_saved_params(self) -> None:
         path = os.path.join(self.model_dir, PARAMS_FILE)
@@ -660,7 +720,18 @@ class Trainer:
           NonFiniteTrainingError: ``train.max_consecutive_nonfinite``
             non-finite steps in a row; nothing is saved after the last good
             checkpoint.
+          tfwaveglow.run_lock.RunDirectoryBusyError: another process trains in
+            ``model_dir``.
+
+        The run directory stays locked until it returns or raises.
         """
+        self._lock_run_directory()
+        try:
+            return self._fit(dataset_fn, valid_dataset, steps)
+        finally:
+            self.run_lock.release()
+
+    def _fit(self, dataset_fn, valid_dataset, steps) -> dict:
         t = self.params.train
         steps = t.steps if steps is None else int(steps)
         step = int(self.step.numpy())
