@@ -3,10 +3,14 @@
 python tests/distributed_worker.py mirrored OUT_DIR
     Two logical CPU devices: trains the tiny model 4 steps with MirroredStrategy and
     with the default strategy from the same weights; writes weights_{initial,mirrored,default}.npz.
-TF_CONFIG=... python tests/distributed_worker.py multi_worker OUT_DIR
-    One worker of a MultiWorkerMirroredStrategy cluster: trains 4 steps into
-    OUT_DIR/run_multi_worker and writes weights_worker<index>.npz; worker 0 then
-    trains the same steps on one device and writes weights_single.npz.
+TF_CONFIG=... python tests/distributed_worker.py multi_worker OUT_DIR CORPUS_DIR
+    One worker of a MultiWorkerMirroredStrategy cluster: trains the tiny config
+    (configs/tiny.yaml, global batch 4) 4 steps on the preprocessed corpus in
+    CORPUS_DIR (train.txt, audio/, mels/) into OUT_DIR/run_multi_worker, reading
+    only its share of each global batch with training.training_dataset, and
+    writes weights_worker<index>.npz and reads_worker<index>.json (the
+    utterances it read); worker 0 then trains the same steps on one device from
+    the same files and writes weights_single.npz.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ def weights(model):
     return weights_to_arrays(model)
 
 
-def main(mode: str, out_dir: str) -> None:
+def main(mode: str, out_dir: str, corpus_dir: str | None = None) -> None:
     if mode == "mirrored":
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
@@ -63,16 +67,48 @@ def main(mode: str, out_dir: str) -> None:
         return
 
     index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+    params, corpus_files = corpus_training(corpus_dir)
+    reads = record_reads()
     trainer = training.Trainer(params, os.path.join(out_dir, "run_multi_worker"), strategy=strategy)
     trainer.restore()
-    trainer.fit(dataset_fn, steps=STEPS)
+    trainer.fit(lambda step, context: training.training_dataset(params, *corpus_files, step, context), steps=STEPS)
     np.savez(os.path.join(out_dir, f"weights_worker{index}.npz"), **weights(trainer.model))
+    with open(os.path.join(out_dir, f"reads_worker{index}.json"), "w", encoding="utf-8") as f:
+        json.dump(sorted(reads), f)
     if index == 0:
         single = training.Trainer(params, os.path.join(out_dir, "run_single"), strategy=tf.distribute.get_strategy())
         single.restore()
-        single.fit(dataset_fn, steps=STEPS)
+        single.fit(lambda step, context: training.training_dataset(params, *corpus_files, step, context), steps=STEPS)
         np.savez(os.path.join(out_dir, "weights_single.npz"), **weights(single.model))
 
 
+def corpus_training(corpus_dir: str):
+    """The tiny config at global batch 4, and ``(ids, wave_dir, lc_dir)`` of the corpus's training list."""
+    import tfwaveglow
+    from tfwaveglow import data
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    params = tfwaveglow.load_params(
+        os.path.join(root, "configs", "tiny.yaml"),
+        {"train.batch_size": 4, "train.deterministic": True, "train.checkpoint_every": STEPS},
+    )
+    ids = data.read_filelist(os.path.join(corpus_dir, "train.txt"))
+    return params, (ids, os.path.join(corpus_dir, "audio"), os.path.join(corpus_dir, "mels"))
+
+
+def record_reads() -> list:
+    """Records ``[wav name, start, frames]`` of every read of the file reader from now on."""
+    from tfwaveglow import data
+
+    reads, original = [], data._Utterances.read
+
+    def read(self, wav_path, start, frames):
+        reads.append([os.path.basename(os.fsdecode(wav_path)), int(start), int(frames)])
+        return original(self, wav_path, start, frames)
+
+    data._Utterances.read = read
+    return reads
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:])

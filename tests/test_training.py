@@ -559,12 +559,14 @@ def test_mirrored_over_two_cpu_devices_matches_one_device(tmp_path):
 
 
 @pytest.mark.slow
-def test_multi_worker_over_loopback_trains_identical_workers(tmp_path):
+def test_multi_worker_over_loopback_trains_identical_workers(tmp_path, corpus):
+    """Two workers over loopback, each reading only its half of every global batch from the real files,
+    end with the same weights as one process that reads the whole batches."""
     ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     workers = [
         run_worker(
-            ["multi_worker", str(tmp_path)],
+            ["multi_worker", str(tmp_path), str(corpus)],
             {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})},
         )
         for i in range(2)
@@ -576,6 +578,10 @@ def test_multi_worker_over_loopback_trains_identical_workers(tmp_path):
     for key in w0.files:
         np.testing.assert_array_equal(w0[key], w1[key], err_msg=key)
         np.testing.assert_allclose(w0[key], single[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    # The workers read disjoint halves of the segments: none read a segment twice between them.
+    reads = [json.loads((tmp_path / f"reads_worker{i}.json").read_text(encoding="utf-8")) for i in range(2)]
+    assert reads[0] and reads[1]
+    assert not {tuple(r) for r in reads[0]} & {tuple(r) for r in reads[1]}
     # Only the chief wrote checkpoints, and they load.
     run_dir = tmp_path / "run_multi_worker"
     assert sorted(os.listdir(run_dir / "checkpoints")) == [
