@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import torch_layout
 
 import tfwaveglow
 from tfwaveglow import training
@@ -69,20 +70,12 @@ def tf_variables(model) -> dict:
     arrays = {}
     for name, layer in model.named_layers().items():
         if name == "upsample":
-            arrays["upsample.weight"] = layer.kernel.numpy().transpose(2, 1, 0)
+            arrays["upsample.weight"] = torch_layout.upsample_kernel(layer.kernel)
             arrays["upsample.bias"] = layer.bias.numpy()
         elif name.startswith("convinv."):
             arrays[f"{name}.conv.weight"] = layer.kernel.numpy()[:, :, None]
         else:
-            weights = {"weight_v": layer.kernel_v, "weight_g": layer.kernel_g} if layer.weight_norm else {}
-            if not layer.weight_norm:
-                weights["weight"] = layer.kernel
-            for key, var in weights.items():
-                value = var.numpy()
-                if key != "weight_g":
-                    value = value.T[:, :, None] if value.ndim == 2 else value.transpose(2, 1, 0)
-                arrays[f"{name}.{key}"] = value
-            arrays[f"{name}.bias"] = layer.bias.numpy()
+            arrays.update({f"{name}.{key}": value for key, value in torch_layout.conv_arrays(layer).items()})
     return arrays
 
 

@@ -21,30 +21,22 @@ from tfwaveglow.layers.upsampler import compose_with_projection, frame_windows
 torch = pytest.importorskip("torch")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference"))
 import glow  # noqa: E402
-
-
-def torch_layout(kernel):
-    """Our kernel ([in, out] or [k, in, out]) in PyTorch's conv layout [out, in, k]."""
-    kernel = np.asarray(kernel, np.float32)
-    return torch.from_numpy(
-        np.ascontiguousarray(kernel.T[:, :, None] if kernel.ndim == 2 else kernel.transpose(2, 1, 0))
-    )
+import torch_layout  # noqa: E402
 
 
 def to_torch_conv(module, layer):
     """A layer's weights into a PyTorch conv; weight norm's v and g as they are (gradients depend on them)."""
+    arrays = {k: torch.from_numpy(v) for k, v in torch_layout.conv_arrays(layer).items()}
     with torch.no_grad():
         if hasattr(module, "weight_v"):
-            if layer.weight_norm:
-                module.weight_v.copy_(torch_layout(layer.kernel_v.numpy()))
-                module.weight_g.copy_(torch.from_numpy(layer.kernel_g.numpy())[:, None, None])
-            else:
-                weight = torch_layout(layer.kernel.numpy())
-                module.weight_v.copy_(weight)
-                module.weight_g.copy_(weight.reshape(weight.shape[0], -1).norm(dim=1)[:, None, None])
+            weight = arrays.get("weight")
+            v = arrays["weight_v"] if weight is None else weight
+            g = arrays["weight_g"] if weight is None else v.reshape(v.shape[0], -1).norm(dim=1)
+            module.weight_v.copy_(v)
+            module.weight_g.copy_(g[:, None, None])
         else:
-            module.weight.copy_(torch_layout(layer.effective_kernel().numpy()))
-        module.bias.copy_(torch.from_numpy(layer.bias.numpy()))
+            module.weight.copy_(torch.from_numpy(torch_layout.conv_kernel(layer.effective_kernel().numpy())))
+        module.bias.copy_(arrays["bias"])
 
 
 def randomize(model_or_layer, seed, scale=0.1):
@@ -138,7 +130,7 @@ def torch_model_like(model, weight_norm=False):
         {"n_layers": model.wn_n_layers, "n_channels": model.wn_n_channels, "kernel_size": model.wn_kernel_size},
     )
     with torch.no_grad():
-        reference.upsample.weight.copy_(torch.from_numpy(model.upsample.kernel.numpy().transpose(2, 1, 0).copy()))
+        reference.upsample.weight.copy_(torch.from_numpy(torch_layout.upsample_kernel(model.upsample.kernel)))
         reference.upsample.bias.copy_(torch.from_numpy(model.upsample.bias.numpy()))
         for k in range(model.n_flows):
             reference.convinv[k].conv.weight.copy_(torch.from_numpy(model.convinv[k].kernel.numpy()[:, :, None]))
