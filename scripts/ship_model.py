@@ -64,6 +64,8 @@ mkdir -p out/valid && while read -r id; do mkdir -p "out/valid/$(dirname "$id")"
 python evaluate.py --reference_dir=out/valid --model=models/fishfillets_cs --output_dir=out/eval
 python scripts/ship_model.py --run_dir=RUN_DIR --evaluation_md=out/eval/evaluation.md
 ```"""
+# The config file the card's reproduction command starts from.
+REPRODUCE_CONFIG = "configs/cpu_convergence.yaml"
 # Train rows (one per summary interval) averaged for the reported training NLL.
 TRAIN_ROWS_AVERAGED = 10
 
@@ -222,12 +224,44 @@ def _evaluation_section(card_path: str, evaluation_md: str | None) -> str:
     return EVALUATION_PLACEHOLDER
 
 
+def _dotted(prefix: str, values: dict) -> dict:
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_dotted(f"{prefix}{key}.", value))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def reproduce_overrides(params, steps: int) -> list[str]:
+    """``--params_override`` entries that turn ``REPRODUCE_CONFIG`` into the run's config, trained to ``steps``.
+
+    Every ``model``, ``data`` and ``train`` key whose value in ``params`` differs
+    from the config file's, with ``train.steps`` set to ``steps``.
+    """
+    import tfwaveglow
+
+    base = tfwaveglow.load_params(os.path.join(ROOT, REPRODUCE_CONFIG))
+    entries = [f"train.steps={steps}"]
+    for section in ("model", "data", "train"):
+        ours = _dotted(f"{section}.", dataclasses.asdict(getattr(params, section)))
+        theirs = _dotted(f"{section}.", dataclasses.asdict(getattr(base, section)))
+        for key, value in ours.items():
+            if key != "train.steps" and value != theirs[key]:
+                entries.append(f"{key}={str(value).lower() if isinstance(value, bool) else value}")
+    return entries
+
+
 def model_card(info: dict, params, record: dict, summary: dict | None, evaluation: str) -> str:
     import yaml
 
     model_yaml = yaml.safe_dump({"model": dataclasses.asdict(params.model)}, sort_keys=False).strip()
     t = params.train
-    train_keys = ("batch_size", "learning_rate", "lr_schedule", "lr_warmup_steps", "sigma", "weight_norm")
+    train_keys = ("batch_size", "learning_rate", "lr_schedule", "lr_warmup_steps")
+    if t.lr_schedule != "constant":
+        train_keys += ("lr_decay_start", "lr_decay_steps", "lr_decay_rate")
+    train_keys += ("sigma", "weight_norm")
     train_yaml = yaml.safe_dump({"train": {k: getattr(t, k) for k in train_keys}}, sort_keys=False).strip()
     segment = params.data.segment_length
     order = "deterministic" if t.deterministic else "shuffled"
@@ -246,6 +280,7 @@ def model_card(info: dict, params, record: dict, summary: dict | None, evaluatio
     else:
         examples = "Not run (`--samples_dir=''`)."
     train_from, train_to = record["train_steps"]
+    overrides = " \\\n".join(f"    --params_override={entry}" for entry in reproduce_overrides(params, info["steps"]))
     quality = "expect hiss and buzz, clearly worse than NVIDIA's published model"
     if summary is not None:
         means = {m: {k: summary["average"][k][m]["mean"] for k in summary["average"]} for m in ("log_mel_distance",)}
@@ -311,7 +346,7 @@ are trained on them and are distributed under the **GPL-2** as well. tfwaveglow'
 
 ## Training
 
-`configs/cpu_convergence.yaml` (trained longer): random {segment}-sample segments, batch {t.batch_size},
+`{REPRODUCE_CONFIG}` (trained longer): random {segment}-sample segments, batch {t.batch_size},
 Adam, float32 (mixed precision applies on a GPU only), {order} data order. From the shipped `params.yaml`:
 
 ```yaml
@@ -325,8 +360,8 @@ Adam, float32 (mixed precision applies on a GPU only), {order} data order. From 
 scripts/get_corpus.sh      # downloads fillets-ng-data-cs with apt-get, preprocesses into corpus/
 python train.py --filelist=corpus/train.txt --valid_filelist=corpus/valid.txt \\
     --wave_dir=corpus/audio --lc_dir=corpus/mels --model_dir=runs/ship \\
-    --params=configs/cpu_convergence.yaml --params_override=train.steps={info["steps"]} \\
-    --params_override=train.checkpoint_every=500 --params_override=train.validate_every=500
+    --params={REPRODUCE_CONFIG} \\
+{overrides}
 python scripts/ship_model.py --run_dir=runs/ship --output_dir=models/fishfillets_cs
 ```
 

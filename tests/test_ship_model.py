@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -16,6 +18,8 @@ import tfwaveglow
 from tfwaveglow.model_io import stored_weights_dtype, weights_to_arrays
 
 SMALL = {"model.n_flows": 2, "model.n_early_every": 2, "model.wn.n_layers": 2, "model.wn.n_channels": 8}
+# An annealed run: constant rate to step 150, then a cosine decay.
+ANNEALED = {"train.lr_schedule": "cosine", "train.lr_decay_start": 150, "train.lr_decay_rate": 0.1}
 # train.py's columns; only step, time, split and loss/total are read.
 METRICS_CSV = """step,time,split,loss/total,loss/z,loss/log_s,loss/log_det_w,learning_rate,grad_norm,steps_per_sec,\
 samples_per_sec
@@ -39,7 +43,7 @@ def load_script():
 @pytest.fixture(scope="module")
 def shipped(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ship")
-    params = tfwaveglow.load_params(os.path.join(ROOT, "configs", "cpu_convergence.yaml"), overrides=SMALL)
+    params = tfwaveglow.load_params(os.path.join(ROOT, "configs", "cpu_convergence.yaml"), {**SMALL, **ANNEALED})
     model = tfwaveglow.WaveGlow.from_params(params, weight_norm=True)
     rng = np.random.default_rng(0)
     for coupling in model.couplings:  # non-identity couplings
@@ -81,7 +85,24 @@ def test_the_card_reports_the_runs_numbers(shipped):
     assert "| training NLL | -2.625 (mean of the rows logged at steps 50–200) |" in card  # step 250 is later
     # 60 + 10 s, then a stop of more than 10 minutes, then 30 + 10 s: 110 s.
     assert f"| training time | {110 / 3600:.2f} h" in card
-    assert "--params_override=train.steps=200" in card
+    # The reproduction command: the config file plus exactly the keys where the run differs from it.
+    overrides = re.findall(r"--params_override=(\S+)", card)
+    assert overrides == [
+        "train.steps=200",
+        "model.n_flows=2",
+        "model.wn.n_layers=2",
+        "model.wn.n_channels=8",
+        "train.lr_schedule=cosine",
+        "train.lr_decay_start=150",
+        "train.lr_decay_rate=0.1",
+    ]
+    reproduced = tfwaveglow.load_params(
+        os.path.join(ROOT, "configs", "cpu_convergence.yaml"), dict(o.split("=", 1) for o in overrides)
+    )
+    shipped_params = tfwaveglow.load_params(str(shipped["run"] / "params.yaml"))
+    assert reproduced.model == shipped_params.model and reproduced.data == shipped_params.data
+    assert dataclasses.replace(reproduced.train, steps=shipped_params.train.steps) == shipped_params.train
+    assert "  lr_decay_start: 150\n" in card
     assert "GPL-2" in card and "Not measured yet for this checkpoint" in card
 
 
