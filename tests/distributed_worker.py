@@ -43,12 +43,11 @@ def main(mode: str, out_dir: str, corpus_dir: str | None = None) -> None:
     strategy = training.create_strategy(mode)
     import test_training as tt
 
-    params = tt.tiny_params(train__deterministic=True, train__checkpoint_every=STEPS)
-    mel, audio = tt.clips(12)
-    dataset_fn = tt.stream_fn(mel, audio)
     print("replicas", strategy.num_replicas_in_sync, flush=True)
 
     if mode == "mirrored":
+        params = tt.tiny_params(train__deterministic=True, train__checkpoint_every=STEPS)
+        dataset_fn = tt.stream_fn(*tt.clips(12))
         single = training.Trainer(params, os.path.join(out_dir, "run_default"))
         single.restore()
         mirrored = training.Trainer(params, os.path.join(out_dir, "run_mirrored"), strategy=strategy)
@@ -67,27 +66,30 @@ def main(mode: str, out_dir: str, corpus_dir: str | None = None) -> None:
         return
 
     index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
-    params, corpus_files = corpus_training(corpus_dir)
+    params, corpus_files = corpus_training(corpus_dir, tt.ROOT)
+
+    def dataset_fn(step, context):
+        return training.training_dataset(params, *corpus_files, step, context)
+
     reads = record_reads()
     trainer = training.Trainer(params, os.path.join(out_dir, "run_multi_worker"), strategy=strategy)
     trainer.restore()
-    trainer.fit(lambda step, context: training.training_dataset(params, *corpus_files, step, context), steps=STEPS)
+    trainer.fit(dataset_fn, steps=STEPS)
     np.savez(os.path.join(out_dir, f"weights_worker{index}.npz"), **weights(trainer.model))
     with open(os.path.join(out_dir, f"reads_worker{index}.json"), "w", encoding="utf-8") as f:
         json.dump(sorted(reads), f)
     if index == 0:
         single = training.Trainer(params, os.path.join(out_dir, "run_single"), strategy=tf.distribute.get_strategy())
         single.restore()
-        single.fit(lambda step, context: training.training_dataset(params, *corpus_files, step, context), steps=STEPS)
+        single.fit(dataset_fn, steps=STEPS)
         np.savez(os.path.join(out_dir, "weights_single.npz"), **weights(single.model))
 
 
-def corpus_training(corpus_dir: str):
+def corpus_training(corpus_dir: str, root: str):
     """The tiny config at global batch 4, and ``(ids, wave_dir, lc_dir)`` of the corpus's training list."""
     import tfwaveglow
     from tfwaveglow import data
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     params = tfwaveglow.load_params(
         os.path.join(root, "configs", "tiny.yaml"),
         {"train.batch_size": 4, "train.deterministic": True, "train.checkpoint_every": STEPS},

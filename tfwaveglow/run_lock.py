@@ -48,10 +48,6 @@ class RunDirectoryLock:
         self.path = os.path.join(self.run_dir, LOCK_FILE)
         self._file = None
 
-    @property
-    def held(self) -> bool:
-        return self._file is not None
-
     def acquire(self) -> None:
         """Takes the lock (a no-op when this object holds it already).
 
@@ -86,10 +82,3 @@ class RunDirectoryLock:
         fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
         self._file.close()
         self._file = None
-
-    def __enter__(self) -> RunDirectoryLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
