@@ -372,7 +372,7 @@ run close to, not bit-identical with, this one.
 
 - Research and demonstration: a vocoder for Czech speech of these two voices, e.g. for the
   copy synthesis of `make demo` or behind a Czech TTS model trained on the same corpus.
-- Trained {record["hours"]:.1f} h on a CPU, far from convergence (validation NLL {_value(record["valid_nll"], 2)}
+- Trained {record["hours"]:.1f} h on a CPU, a small model (validation NLL {_value(record["valid_nll"], 2)}
   against about −5.5 for NVIDIA's LJSpeech model): {quality}. Other speakers, languages,
   sampling rates or mel front ends are out of scope (expect worse audio).
 - The voices belong to the game's voice actors: do not use the model to impersonate them.
