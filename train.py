@@ -1,11 +1,11 @@
 """Trains WaveGlow on a preprocessed corpus, resuming from the run directory's last checkpoint.
 
     python train.py --filelist=corpus/train.txt --wave_dir=corpus/wavs --lc_dir=corpus/mels \\
-        --model_dir=runs/exp1 [--params=params.yaml] [--params_override=train.batch_size=8 ...] \\
+        --model_dir=runs/exp1 [--params=params.yaml ...] [--params_override=train.batch_size=8 ...] \\
         [--init_from=DIR] [--strategy=default|mirrored|multi_worker] [--valid_filelist=corpus/valid.txt]
 
-The config is ``--params`` if given, else the ``params.yaml`` of an existing run in
-``--model_dir``, else the built-in defaults; ``--params_override`` entries
+The config is ``--params`` if given (several are layered, later keys winning), else the
+``params.yaml`` of an existing run in ``--model_dir``, else the built-in defaults; ``--params_override`` entries
 (``section.key=value``, repeatable) apply on top.
 """
 
@@ -25,8 +25,12 @@ flags.DEFINE_string("lc_dir", None, "Directory of the mel spectrograms (local co
 flags.DEFINE_string(
     "model_dir", None, "Run directory: params.yaml, checkpoints/, inference/, summaries.", flag_values=FLAGS
 )
-flags.DEFINE_string(
-    "params", None, "YAML config (default: the run's params.yaml, else the built-in defaults).", flag_values=FLAGS
+flags.DEFINE_multi_string(
+    "params",
+    None,
+    "YAML config; repeat to layer files, later keys winning (default: the run's params.yaml, else the "
+    "built-in defaults).",
+    flag_values=FLAGS,
 )
 flags.DEFINE_multi_string(
     "params_override", [], "section.key=value, e.g. train.batch_size=8 (repeatable).", flag_values=FLAGS
@@ -54,14 +58,14 @@ def parse_overrides(entries: list[str]) -> dict:
     return overrides
 
 
-def resolve_params(params_path: str | None, model_dir: str, overrides: dict):
+def resolve_params(params_paths: list[str] | None, model_dir: str, overrides: dict):
     import tfwaveglow
 
-    if params_path is None:
+    if not params_paths:
         saved = os.path.join(model_dir, "params.yaml")
-        params_path = saved if os.path.isfile(saved) else None
-    logging.info("params: %s", params_path or "built-in defaults")
-    return tfwaveglow.load_params(params_path, overrides=overrides)
+        params_paths = [saved] if os.path.isfile(saved) else None
+    logging.info("params: %s", ", ".join(params_paths) if params_paths else "built-in defaults")
+    return tfwaveglow.load_params(params_paths, overrides=overrides)
 
 
 def main(argv):

@@ -248,6 +248,31 @@ def test_resume_repeats_an_uninterrupted_run_exactly(tmp_path):
     assert any(not np.array_equal(halfway[k], end[k]) for k in halfway)
 
 
+def test_cpu_time_budget_stops_the_run_and_training_time_survives_resume(tmp_path):
+    """train.cpu_seconds_budget: fit stops once the run's CPU time reaches it, summed over resumes."""
+    mel, audio = clips(16)
+    run = tmp_path / "run"
+    first = training.Trainer(tiny_params(), run)
+    first.restore()
+    first.fit(stream_fn(mel, audio), steps=4)
+    cpu_after_4 = float(first.cpu_seconds.numpy())
+    wall_after_4 = float(first.train_seconds.numpy())
+    # Steps 2-4 were counted (the first step of a process traces the graph and is not).
+    assert 0 < cpu_after_4 and 0 < wall_after_4
+    per_step = cpu_after_4 / 3
+    budget = cpu_after_4 + 2.5 * per_step  # reached after about three more steps
+    resumed = training.Trainer(tiny_params(train__cpu_seconds_budget=budget), run)
+    assert resumed.restore() == 4
+    assert float(resumed.cpu_seconds.numpy()) == cpu_after_4
+    summary = resumed.fit(stream_fn(mel, audio), steps=1000)
+    assert 5 <= summary["step"] < 20
+    assert float(resumed.cpu_seconds.numpy()) >= budget
+    assert summary["checkpoint"].endswith(f"ckpt-{summary['step']}")
+    with open(run / "metrics.csv", encoding="utf-8") as f:
+        hours = [float(row["cpu_hours"]) for row in csv.DictReader(f)]
+    assert hours == sorted(hours) and hours[-1] > 0
+
+
 # ----------------------------------------------------------------------------- one trainer per run
 def test_a_second_trainer_on_a_busy_run_directory_stops_and_names_the_holder(tmp_path):
     """Another process holds the run: restore refuses before writing anything; its kill frees the run."""
@@ -413,7 +438,7 @@ def test_dynamic_loss_scale_grows_and_shrinks():
 @pytest.mark.skipif(bool(tf.config.list_physical_devices("GPU")), reason="checks the GPU-less behaviour")
 def test_mixed_precision_is_not_applied_without_a_gpu(tmp_path):
     assert keras.mixed_precision.global_policy().name == "float32"
-    assert training.configure_mixed_precision(True) is False
+    assert training.configure_mixed_precision(True) is None
     trainer = training.Trainer(tiny_params(train__mixed_precision=True), tmp_path / "run")
     assert not trainer.mixed_precision and not trainer.loss_scaling
     assert keras.mixed_precision.global_policy().name == "float32"
@@ -432,7 +457,7 @@ def test_forced_mixed_float16_keeps_float32_variables_log_dets_and_loss(tmp_path
         mixed.model.set_weights(reference.model.get_weights())
         assert all(v.dtype == "float32" for v in mixed.model.weights)
         out = mixed.model.forward(tf.cast(mel, tf.float16), tf.cast(audio, tf.float16))
-        assert out["z"].dtype == tf.float16
+        assert out["z"].dtype == tf.float32  # only the conditioning and the WNs run in float16
         assert out["log_det_w_sum"].dtype == tf.float32 and out["log_s_sum"].dtype == tf.float32
         assert mixed.model.convinv[0].inverse_kernel().dtype == tf.float32
         assert all(v.dtype == tf.float32 for v in tfwaveglow.nll_terms(out).values())
@@ -445,6 +470,34 @@ def test_forced_mixed_float16_keeps_float32_variables_log_dets_and_loss(tmp_path
     for a, b in zip(r16, r32):
         assert a["loss/total"] == pytest.approx(b["loss/total"], abs=2e-3)
         assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=2e-2)
+
+
+def test_bfloat16_training_keeps_float32_variables_and_flow_without_loss_scaling(tmp_path):
+    """train.mixed_precision: bfloat16 on any device: WNs in bfloat16, the rest float32, close to float32 steps."""
+    params = tiny_params(train__mixed_precision="bfloat16")
+    mel, audio = clips(4)
+    batch = (tf.constant(mel), tf.constant(audio))
+    reference = training.Trainer(tiny_params(), tmp_path / "fp32")
+    try:
+        mixed = training.Trainer(params, tmp_path / "bf16")
+        assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+        assert mixed.compute_dtype == tf.bfloat16 and mixed.mixed_precision and not mixed.loss_scaling
+        mixed.model.set_weights(reference.model.get_weights())
+        assert all(v.dtype == "float32" for v in mixed.model.weights)
+        r16 = [mixed.train_step(batch) for _ in range(3)]
+        r32 = [reference.train_step(batch) for _ in range(3)]
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert all(r["applied"] for r in r16)
+    for a, b in zip(r16, r32):
+        assert a["loss/total"] == pytest.approx(b["loss/total"], abs=2e-2)
+        assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=5e-2)
+
+
+def test_mixed_precision_setting_is_checked():
+    with pytest.raises(tfwaveglow.ConfigError, match="mixed_precision"):
+        tiny_params(train__mixed_precision="int8")
+    assert training.configure_mixed_precision(False) is None
 
 
 def test_jit_compiled_step_matches_the_graph_step(tmp_path):

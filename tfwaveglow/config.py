@@ -21,7 +21,7 @@ import dataclasses
 import os
 import typing
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -42,6 +42,8 @@ __all__ = [
 
 DILATED_CONV_CHOICES = ("time_to_batch", "shifted_matmul", "phase_conv2d", "native")
 LR_SCHEDULE_CHOICES = ("constant", "exponential", "cosine")
+UPSAMPLER_CHOICES = ("transposed_conv", "repeat")
+MIXED_PRECISION_DTYPES = ("float16", "bfloat16")
 
 # Keys earlier versions accepted and no longer use: dotted key -> why it is ignored.
 RETIRED_KEYS = {
@@ -75,6 +77,8 @@ class WNParams:
     n_channels: int = 256
     kernel_size: int = 3
     dilated_conv: str = "time_to_batch"
+    # Depthwise-separable dilated convs: a depthwise k-tap conv, then a 1x1 to 2C channels.
+    separable: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +92,10 @@ class ModelParams:
     n_early_size: int = 2
     upsample_kernel_size: int = 1024
     upsample_stride: int = 256
+    # "transposed_conv" (NVIDIA's, upsample_kernel_size taps) or "repeat": no weights, each
+    # group step conditioned on its frame and frame_context frames either side.
+    upsampler: str = "transposed_conv"
+    frame_context: int = 1
     wn: WNParams = dataclasses.field(default_factory=WNParams)
 
 
@@ -112,6 +120,10 @@ class TrainParams:
     # does; inference models and exports always hold the folded kernels.
     weight_norm: bool = True
     steps: int = 500000
+    # Stop (validate and checkpoint) once the run has spent this many seconds of process
+    # CPU time in training, summed over resumes; 0 = no limit. Equal budgets make equal-cost
+    # comparisons of configurations.
+    cpu_seconds_budget: float = 0.0
     # Adam at learning_rate, optionally warmed up linearly over lr_warmup_steps and then
     # decayed: "exponential" multiplies by lr_decay_rate every lr_decay_steps; "cosine"
     # falls to learning_rate * lr_decay_rate over lr_decay_steps and stays there. The
@@ -124,8 +136,10 @@ class TrainParams:
     lr_decay_rate: float = 0.5
     grad_clip_norm: float = 0.0  # clip the global gradient norm to this; 0 turns clipping off
     jit_compile: bool = False
-    # mixed_float16 with dynamic loss scaling; applied only where a GPU is present.
-    mixed_precision: bool = True
+    # true: mixed_float16 with dynamic loss scaling, applied only where a GPU is present;
+    # "float16" / "bfloat16": that compute dtype on any device (bfloat16 for CPUs with
+    # AVX-512 BF16 or AMX); false: float32. The flow and the log-dets stay float32.
+    mixed_precision: bool | str = True
     # Op determinism and per-epoch data seeds: a resumed run repeats an unbroken one.
     deterministic: bool = False
     # Non-finite steps are skipped; this many in a row stops training.
@@ -192,6 +206,11 @@ class Params:
                 f"({m.n_group}) and at least audio.hop_length ({a.hop_length})",
             ),
             (m.n_flows >= 1, f"model.n_flows must be >= 1, got {m.n_flows}"),
+            (
+                m.upsampler in UPSAMPLER_CHOICES,
+                f"model.upsampler must be one of {UPSAMPLER_CHOICES}, got {m.upsampler!r}",
+            ),
+            (m.frame_context >= 0, f"model.frame_context must be >= 0, got {m.frame_context}"),
             (m.n_early_every >= 1, f"model.n_early_every must be >= 1, got {m.n_early_every}"),
             (m.n_early_size >= 0, f"model.n_early_size must be >= 0, got {m.n_early_size}"),
             (m.wn.n_layers >= 1, f"model.wn.n_layers must be >= 1, got {m.wn.n_layers}"),
@@ -216,6 +235,10 @@ class Params:
             (t.sigma > 0, f"train.sigma must be > 0, got {t.sigma}"),
             (t.steps >= 1, f"train.steps must be >= 1, got {t.steps}"),
             (
+                t.cpu_seconds_budget >= 0,
+                f"train.cpu_seconds_budget must be >= 0 (0 = none), got {t.cpu_seconds_budget}",
+            ),
+            (
                 t.lr_schedule in LR_SCHEDULE_CHOICES,
                 f"train.lr_schedule must be one of {LR_SCHEDULE_CHOICES}, got {t.lr_schedule!r}",
             ),
@@ -223,6 +246,10 @@ class Params:
             (t.lr_decay_start >= 0, f"train.lr_decay_start must be >= 0, got {t.lr_decay_start}"),
             (t.lr_decay_steps >= 1, f"train.lr_decay_steps must be >= 1, got {t.lr_decay_steps}"),
             (0 < t.lr_decay_rate <= 1, f"train.lr_decay_rate must be in (0, 1], got {t.lr_decay_rate}"),
+            (
+                isinstance(t.mixed_precision, bool) or t.mixed_precision in MIXED_PRECISION_DTYPES,
+                f"train.mixed_precision must be true, false, float16 or bfloat16, got {t.mixed_precision!r}",
+            ),
             (t.grad_clip_norm >= 0, f"train.grad_clip_norm must be >= 0 (0 = off), got {t.grad_clip_norm}"),
             (
                 t.max_consecutive_nonfinite >= 1,
@@ -333,33 +360,54 @@ def _deep_copy(tree: Mapping) -> dict:
     return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in tree.items()}
 
 
-def load_params(path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None) -> Params:
+def load_params(
+    path: str | os.PathLike | Sequence[str | os.PathLike] | None = None, overrides: Mapping[str, Any] | None = None
+) -> Params:
     """Loads a YAML config (or the defaults when ``path`` is None).
 
     Args:
-      path: a YAML file; keys it omits take their defaults.
+      path: a YAML file, or several layered in order (a later file's keys
+        replace an earlier one's, section by section); keys none of them
+        sets take their defaults.
       overrides: dotted keys, e.g. ``{"model.n_flows": 4, "train.learning_rate": "1e-3"}``.
 
     Raises:
       ConfigError: unknown key, wrong type or a violated cross-field rule.
-      FileNotFoundError: the file does not exist.
+      FileNotFoundError: a file does not exist.
     """
+    paths = [] if path is None else [path] if isinstance(path, str | os.PathLike) else list(path)
     data: dict = {}
-    if path is not None:
-        path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"params file not found: {path}")
-        with open(path, encoding="utf-8") as f:
-            try:
-                data = yaml.safe_load(f) or {}
-            except yaml.YAMLError as e:
-                raise ConfigError(f"{path}: not valid YAML: {e}") from e
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    for one in paths:
+        data = _merge(data, _read_yaml(os.fspath(one)))
+    where = ", ".join(os.fspath(p) for p in paths)
     try:
         return params_from_dict(data, overrides)
     except ConfigError as e:
-        raise ConfigError(f"{path}: {e}" if path else str(e)) from None
+        raise ConfigError(f"{where}: {e}" if where else str(e)) from None
+
+
+def _read_yaml(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"params file not found: {path}")
+    with open(path, encoding="utf-8") as f:
+        try:
+            data = yaml.safe_load(f) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return dict(data)
+
+
+def _merge(base: Mapping, top: Mapping) -> dict:
+    """``top`` over ``base``, recursing into sections both have."""
+    merged = _deep_copy(dict(base))
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = _deep_copy(value) if isinstance(value, Mapping) else value
+    return merged
 
 
 def save_params(params: Params, path: str | os.PathLike) -> None:

@@ -2,12 +2,17 @@
 
 Tensors are channels-last. Audio ``[B, S]`` is squeezed into ``[B, S / g, g]``
 (``g = n_group``; channel ``j`` at group step ``t`` holds sample ``g t + j``).
-The mel ``[B, F, n_mel]`` is upsampled to the sample rate and grouped the same
-way into ``[B, S / g, n_mel * g]`` with channel ``m * g + j`` (mel-major, NVIDIA's
-order). Each of ``n_flows`` steps is an invertible 1x1 conv and an affine
-coupling; every ``n_early_every`` flows ``n_early_size`` channels leave early.
-``z`` concatenates the early outputs (first to leave first) and the final
-channels, which is NVIDIA's ``z`` transposed to ``[B, S / g, g]``.
+With NVIDIA's ``transposed_conv`` upsampler the mel ``[B, F, n_mel]`` is
+upsampled to the sample rate and grouped the same way into
+``[B, S / g, n_mel * g]`` with channel ``m * g + j`` (mel-major, NVIDIA's
+order). The ``repeat`` upsampler has no weights: group step ``t`` (in frame
+``f = t g / hop``) is conditioned on frames ``f - c .. f + c`` stacked,
+``[B, S / g, (2c + 1) n_mel]`` (``c = frame_context``); with ``g`` up to the hop
+this is frame-rate conditioning, each frame directly conditioning its steps.
+Each of ``n_flows`` steps is an invertible 1x1 conv and an affine coupling;
+every ``n_early_every`` flows ``n_early_size`` channels leave early. ``z``
+concatenates the early outputs (first to leave first) and the final channels,
+which is NVIDIA's ``z`` transposed to ``[B, S / g, g]``.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from tfwaveglow.layers.coupling import AffineCoupling
 from tfwaveglow.layers.dilated_conv import DEFAULT_MODE
 from tfwaveglow.layers.invertible_conv import Invertible1x1Conv
 from tfwaveglow.layers.kernel import KernelMixin
-from tfwaveglow.layers.upsampler import Upsampler, compose_with_projection, frame_windows
+from tfwaveglow.layers.upsampler import Upsampler, centred_frame_windows, compose_with_projection, frame_windows
+
+UPSAMPLERS = ("transposed_conv", "repeat")
 
 
 @keras.saving.register_keras_serializable(package="tfwaveglow")
@@ -34,8 +41,14 @@ class WaveGlow(keras.Model):
       n_group: audio samples per group step (squeeze factor).
       n_early_every: an early output leaves before flows k, 2k, ... for this k.
       n_early_size: channels per early output.
-      upsample_kernel_size, upsample_stride: the transposed-conv upsampler.
+      upsample_kernel_size, upsample_stride: the transposed-conv upsampler
+        (the stride is the hop for every upsampler).
+      upsampler: ``"transposed_conv"`` (NVIDIA's) or ``"repeat"`` (no weights,
+        frames ``f - frame_context .. f + frame_context`` for every group step of
+        frame ``f``).
+      frame_context: frames each side for the ``repeat`` upsampler.
       wn_n_layers, wn_n_channels, wn_kernel_size: each coupling's WN.
+      wn_separable: depthwise-separable dilated convs in the WNs.
       dilated_conv: how dilated convs are computed, a mode of
         :mod:`tfwaveglow.layers.dilated_conv` (the weights are the same for all).
       weight_norm: weight-normalised WN convs (training); inference models hold
@@ -56,9 +69,17 @@ class WaveGlow(keras.Model):
         wn_kernel_size: int = 3,
         dilated_conv: str = DEFAULT_MODE,
         weight_norm: bool = False,
+        upsampler: str = "transposed_conv",
+        frame_context: int = 1,
+        wn_separable: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if upsampler not in UPSAMPLERS:
+            raise ValueError(f"upsampler must be one of {UPSAMPLERS}, got {upsampler!r}")
+        self.upsampler = upsampler
+        self.frame_context = int(frame_context)
+        self.wn_separable = bool(wn_separable)
         self.n_mel_channels = int(n_mel_channels)
         self.n_flows = int(n_flows)
         self.n_group = int(n_group)
@@ -74,8 +95,15 @@ class WaveGlow(keras.Model):
         if self.upsample_stride % self.n_group != 0:
             raise ValueError(f"upsample_stride ({upsample_stride}) must be divisible by n_group ({n_group})")
 
-        self.upsample = Upsampler(self.n_mel_channels, self.upsample_kernel_size, self.upsample_stride, name="upsample")
-        cond_channels = self.n_mel_channels * self.n_group
+        if self.upsampler == "transposed_conv":
+            self.upsample = Upsampler(
+                self.n_mel_channels, self.upsample_kernel_size, self.upsample_stride, name="upsample"
+            )
+            cond_channels = self.n_mel_channels * self.n_group
+        else:
+            self.upsample = None
+            cond_channels = self.n_mel_channels * (2 * self.frame_context + 1)
+        self.cond_channels = cond_channels
         self.convinv = []
         self.couplings = []
         remaining = self.n_group
@@ -92,6 +120,7 @@ class WaveGlow(keras.Model):
                     kernel_size=self.wn_kernel_size,
                     dilated_conv=self.dilated_conv,
                     weight_norm=self.weight_norm,
+                    separable=self.wn_separable,
                     name=f"coupling_{k}",
                 )
             )
@@ -129,11 +158,15 @@ class WaveGlow(keras.Model):
             wn_kernel_size=m.wn.kernel_size,
             dilated_conv=dilated_conv or m.wn.dilated_conv,
             weight_norm=weight_norm,
+            upsampler=m.upsampler,
+            frame_context=m.frame_context,
+            wn_separable=m.wn.separable,
             **kwargs,
         )
 
     def build(self, input_shape=None):
-        self.upsample.build(None)
+        if self.upsample is not None:
+            self.upsample.build(None)
         for conv, coupling in zip(self.convinv, self.couplings):
             conv.build(None)
             coupling.build(None)
@@ -172,7 +205,18 @@ class WaveGlow(keras.Model):
         return tf.reshape(x, [shape[0], shape[1] // g, n_mel * g])
 
     def condition(self, mel, samples):
-        """Upsampled, cropped to ``samples`` and grouped mel: ``[B, samples / g, n_mel * g]`` in ``mel``'s dtype."""
+        """The couplings' condition for ``samples`` samples: ``[B, samples / g, cond_channels]`` in ``mel``'s dtype.
+
+        ``transposed_conv``: the upsampled mel cropped to ``samples`` and grouped
+        (``cond_channels = n_mel * g``); ``repeat``: each group step's frame
+        window (``cond_channels = (2c + 1) * n_mel``).
+        """
+        if self.upsample is None:
+            windows = centred_frame_windows(mel, self.frame_context)
+            steps_per_frame = self.hop_length // self.n_group
+            if steps_per_frame > 1:
+                windows = tf.repeat(windows, steps_per_frame, axis=1)
+            return windows[:, : samples // self.n_group, :]
         # .call, not __call__: Keras would cast a float16/bfloat16 mel to the layer's float32.
         return self.group_mel(self.upsample.call(mel)[:, :samples, :])
 
@@ -180,8 +224,10 @@ class WaveGlow(keras.Model):
     def forward(self, mel, audio):
         """Audio to latent (training direction).
 
-        Everything runs in ``mel``'s dtype (training's mixed precision policy
-        gives float16 there); ``log_s_sum`` and the log-determinants are float32.
+        The conditioning and the WNs run in ``mel``'s dtype (float16 or
+        bfloat16 under training's mixed precision); the flow itself (audio,
+        1x1 convs, the affine steps), ``log_s_sum`` and the log-determinants
+        are float32.
 
         Args:
           mel: ``[B, F, n_mel]`` float.
@@ -194,7 +240,8 @@ class WaveGlow(keras.Model):
           and ``log_s`` (list of per-flow ``[B, S / g, n_half]``).
         """
         mel = self._check_mel(mel)
-        audio = tf.convert_to_tensor(audio, dtype=mel.dtype)
+        compute_dtype = _compute_dtype(mel)
+        audio = tf.cast(tf.convert_to_tensor(audio), tf.float32)
         self._check_audio(mel, audio)
         batch, samples = tf.shape(audio)[0], tf.shape(audio)[1]
         spect = self.condition(mel, samples)
@@ -208,7 +255,7 @@ class WaveGlow(keras.Model):
                 leaving, x = tf.split(x, [self.n_early_size, -1], axis=-1)
                 early.append(leaving)
             x, log_det_w = self.convinv[k].forward(x)
-            x, log_s = self.couplings[k].forward(x, spect)
+            x, log_s = self.couplings[k].forward(x, spect, compute_dtype=compute_dtype)
             log_s_list.append(log_s)
             log_det_w_sum += log_det_w
             log_s_sum += tf.reduce_sum(tf.cast(log_s, tf.float32))
@@ -332,7 +379,14 @@ class WaveGlow(keras.Model):
         return self._compiled_infer
 
     def compose_conditioning(self) -> "ComposedConditioning":
-        """Precomputes the upsampler composed with every flow's ``cond_layer`` (see :class:`ComposedConditioning`)."""
+        """Precomputes the upsampler composed with every flow's ``cond_layer`` (see :class:`ComposedConditioning`).
+
+        Raises:
+          ValueError: the model has no transposed-conv upsampler (its condition
+            is already frame windows: nothing to compose).
+        """
+        if self.upsample is None:
+            raise ValueError(f"composed conditioning needs the transposed_conv upsampler, not {self.upsampler!r}")
         return ComposedConditioning(self)
 
     def _check_latent(self, mel, z):
@@ -354,7 +408,7 @@ class WaveGlow(keras.Model):
     # ------------------------------------------------------------------ weights
     def named_layers(self) -> dict:
         """Every weight-holding layer by NVIDIA's module path (``WN.3.in_layers.5``, ...)."""
-        named = {"upsample": self.upsample}
+        named = {} if self.upsample is None else {"upsample": self.upsample}
         for k in range(self.n_flows):
             wn = self.couplings[k].wn
             named[f"convinv.{k}"] = self.convinv[k]
@@ -362,6 +416,8 @@ class WaveGlow(keras.Model):
             named[f"WN.{k}.cond_layer"] = wn.cond_layer
             for i in range(wn.n_layers):
                 named[f"WN.{k}.in_layers.{i}"] = wn.in_layers[i]
+                if wn.separable:
+                    named[f"WN.{k}.in_pointwise.{i}"] = wn.in_pointwise[i]
                 named[f"WN.{k}.res_skip_layers.{i}"] = wn.res_skip_layers[i]
             named[f"WN.{k}.end"] = wn.end
         return named
@@ -421,6 +477,9 @@ _ARCH_KEYS = (
     "wn_n_layers",
     "wn_n_channels",
     "wn_kernel_size",
+    "upsampler",
+    "frame_context",
+    "wn_separable",
 )
 # Weights do not depend on how the dilated conv is computed or whether weight norm is on.
 _CONFIG_KEYS = (*_ARCH_KEYS, "dilated_conv", "weight_norm")
@@ -457,8 +516,10 @@ class ComposedConditioning(tf.Module):
 
     @staticmethod
     def size_bytes(model: "WaveGlow") -> int:
-        """Bytes the composed kernels of ``model`` would hold (float32), without building them."""
+        """Bytes the composed kernels of ``model`` would hold (float32), without building them (0: not composable)."""
         up = model.upsample
+        if up is None:
+            return 0
         window_frames = -(-up.kernel_size // up.stride)
         per_layer = window_frames * model.n_mel_channels * (up.stride // model.n_group) * 2 * model.wn_n_channels
         return 4 * per_layer * model.wn_n_layers * model.n_flows

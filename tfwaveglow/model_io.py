@@ -143,6 +143,9 @@ def _check_params_match(model: WaveGlow, params: Params, where: str) -> None:
         "wn_n_layers": m.wn.n_layers,
         "wn_n_channels": m.wn.n_channels,
         "wn_kernel_size": m.wn.kernel_size,
+        "upsampler": m.upsampler,
+        "frame_context": m.frame_context,
+        "wn_separable": m.wn.separable,
     }
     wrong = {k: (getattr(model, k), v) for k, v in pairs.items() if getattr(model, k) != v}
     if wrong:

@@ -7,8 +7,9 @@ on its whole mel, with ``z`` drawn from the utterance's own seed
 * **Receptive field.** One audio sample of the inverse depends on the latent
   and mel within a bounded context: each coupling's WN sees
   ``model.receptive_field()`` group steps per side, the ``n_flows`` couplings
-  stack (the 1x1 convs are pointwise), and the upsampler spreads a frame over
-  ``upsample_kernel_size`` samples to its right. :func:`context_frames` turns
+  stack (the 1x1 convs are pointwise), and the transposed-conv upsampler
+  spreads a frame over ``upsample_kernel_size`` samples to its right (the
+  ``repeat`` upsampler over ``frame_context`` frames either side). :func:`context_frames` turns
   that into frames of left and right context.
 * **Windows.** An utterance longer than ``window_frames`` is cut into windows
   of exactly ``window_frames`` frames that overlap by that context
@@ -150,7 +151,12 @@ def draw_latent(seed, steps, n_group: int) -> tf.Tensor:
 
 # ---------------------------------------------------------------------- context and windows
 def receptive_context_frames(
-    n_flows: int, coupling_receptive_field: int, n_group: int, hop_length: int, upsample_kernel_size: int
+    n_flows: int,
+    coupling_receptive_field: int,
+    n_group: int,
+    hop_length: int,
+    upsample_kernel_size: int,
+    frame_context: int | None = None,
 ) -> tuple[int, int]:
     """Mel frames of context a window needs on the left and right.
 
@@ -162,12 +168,18 @@ def receptive_context_frames(
     frames up to ``x // hop`` (no right context) and back to
     ``(x - kernel) // hop + 1``.
 
+    With the ``repeat`` upsampler (``frame_context`` given) group step ``t``
+    reads frames ``t g / hop - c .. t g / hop + c`` and no step straddles two
+    frames, so both sides need ``ceil(n_flows R g / hop) + c`` frames.
+
     Returns:
       ``(left, right)`` frames: ``ceil((n_flows R g + kernel) / hop) - 1`` and
-      ``ceil(n_flows R g / hop)``.
+      ``ceil(n_flows R g / hop)`` (transposed conv).
     """
     samples = n_flows * coupling_receptive_field * n_group
     right = math.ceil(samples / hop_length)
+    if frame_context is not None:
+        return right + frame_context, right + frame_context
     left = math.ceil((samples + upsample_kernel_size) / hop_length) - 1
     return left, right
 
@@ -175,7 +187,12 @@ def receptive_context_frames(
 def context_frames(model) -> tuple[int, int]:
     """:func:`receptive_context_frames` of a :class:`tfwaveglow.WaveGlow`."""
     return receptive_context_frames(
-        model.n_flows, model.receptive_field(), model.n_group, model.hop_length, model.upsample_kernel_size
+        model.n_flows,
+        model.receptive_field(),
+        model.n_group,
+        model.hop_length,
+        model.upsample_kernel_size,
+        frame_context=None if model.upsampler == "transposed_conv" else model.frame_context,
     )
 
 
@@ -246,8 +263,8 @@ class ModelEngine:
         self.model = model
         self.params = params
         if conditioning == "auto":
-            fits = ComposedConditioning.size_bytes(model) <= composed_conditioning_budget()
-            conditioning = "composed" if fits else "plain"
+            size = ComposedConditioning.size_bytes(model)
+            conditioning = "composed" if 0 < size <= composed_conditioning_budget() else "plain"
         self.conditioning = conditioning
         self._composed = model.compose_conditioning() if conditioning == "composed" else None
         self.n_mel_channels = model.n_mel_channels

@@ -42,7 +42,7 @@ import tensorflow as tf
 from absl import logging
 from tensorflow.python.checkpoint import checkpoint_management
 
-from tfwaveglow.config import Params, load_params, save_params
+from tfwaveglow.config import MIXED_PRECISION_DTYPES, Params, load_params, save_params
 from tfwaveglow.losses import nll_terms
 from tfwaveglow.model import WaveGlow
 from tfwaveglow.model_io import CHECKPOINT_SUBDIR, PARAMS_FILE, load_model, save_model
@@ -80,6 +80,8 @@ METRICS_COLUMNS = (
     "grad_norm",
     "steps_per_sec",
     "samples_per_sec",
+    "train_hours",
+    "cpu_hours",
 )
 AUDIO_SUMMARY_CLIPS = 2
 # log(1e-5): the floor of the Tacotron 2 log-mel, the dark end of mel images.
@@ -130,24 +132,33 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
 
 
-def configure_mixed_precision(enabled: bool, require_gpu: bool = True) -> bool:
-    """Sets Keras' ``mixed_float16`` policy when asked to and a GPU is present.
+def configure_mixed_precision(setting: bool | str, require_gpu: bool = True) -> tf.DType | None:
+    """Sets Keras' mixed precision policy for ``train.mixed_precision``.
 
-    Layers created afterwards compute in float16 and keep float32 variables;
-    the model's log-determinants, the 1x1 inverse and the loss stay float32.
+    Layers created afterwards keep float32 variables; the conditioning and the
+    WNs compute in the returned dtype while the flow (1x1 convs, affine steps),
+    the log-determinants and the loss stay float32.
 
     Args:
-      enabled: ``train.mixed_precision``.
-      require_gpu: leave the policy alone when no GPU is visible (float16 on
-        a CPU is slow and gains nothing).
+      setting: ``train.mixed_precision``: ``True`` for float16 where a GPU is
+        present, ``"float16"`` or ``"bfloat16"`` for that dtype on any device
+        (bfloat16 pays on CPUs with AVX-512 BF16 / AMX), ``False`` for float32.
+      require_gpu: with ``True``, leave the policy alone when no GPU is visible
+        (float16 on a CPU is slow and gains nothing).
 
     Returns:
-      Whether the policy was applied.
+      The compute dtype (``tf.float16`` / ``tf.bfloat16``), or None for float32.
     """
-    if not enabled or (require_gpu and not tf.config.list_physical_devices("GPU")):
-        return False
-    keras.mixed_precision.set_global_policy("mixed_float16")
-    return True
+    if setting is True:
+        if require_gpu and not tf.config.list_physical_devices("GPU"):
+            return None
+        setting = "float16"
+    if setting is False:
+        return None
+    if setting not in MIXED_PRECISION_DTYPES:
+        raise ValueError(f"mixed precision must be true, false or one of {MIXED_PRECISION_DTYPES}, got {setting!r}")
+    keras.mixed_precision.set_global_policy(f"mixed_{setting}")
+    return tf.as_dtype(setting)
 
 
 @keras.saving.register_keras_serializable(package="tfwaveglow")
@@ -398,10 +409,10 @@ class Trainer:
       model_dir: the run directory (created when missing).
       strategy: a ``tf.distribute`` strategy or its name (see
         :func:`create_strategy`); created first when a name is given.
-      mixed_precision: ``mixed_float16`` on or off regardless of the hardware;
-        None (default) follows ``params.train.mixed_precision`` where a GPU is
-        present and stays float32 elsewhere.
-      loss_scaling: dynamic loss scaling (default: on with mixed precision).
+      mixed_precision: ``True``/``"float16"`` (``mixed_float16``), ``"bfloat16"``
+        or ``False`` regardless of the hardware; None (default) follows
+        ``params.train.mixed_precision`` (``true`` only where a GPU is present).
+      loss_scaling: dynamic loss scaling (default: on with float16).
     """
 
     def __init__(
@@ -409,7 +420,7 @@ class Trainer:
         params: Params,
         model_dir: str | os.PathLike,
         strategy: tf.distribute.Strategy | str | None = None,
-        mixed_precision: bool | None = None,
+        mixed_precision: bool | str | None = None,
         loss_scaling: bool | None = None,
     ):
         self.strategy = create_strategy(strategy or "default") if isinstance(strategy, str | None) else strategy
@@ -422,11 +433,13 @@ class Trainer:
         if t.deterministic:
             tf.config.experimental.enable_op_determinism()
         if mixed_precision is None:
-            self.mixed_precision = configure_mixed_precision(t.mixed_precision)
+            mixed_dtype = configure_mixed_precision(t.mixed_precision)
         else:
-            self.mixed_precision = configure_mixed_precision(mixed_precision, require_gpu=False)
-        self.loss_scaling = self.mixed_precision if loss_scaling is None else bool(loss_scaling)
-        self.compute_dtype = tf.float16 if self.mixed_precision else tf.float32
+            mixed_dtype = configure_mixed_precision(mixed_precision, require_gpu=False)
+        self.mixed_precision = mixed_dtype is not None
+        self.compute_dtype = mixed_dtype or tf.float32
+        # bfloat16 has float32's exponent range: no loss scaling needed.
+        self.loss_scaling = (mixed_dtype == tf.float16) if loss_scaling is None else bool(loss_scaling)
         # Every worker seeds the same way, so all replicas start from the same weights.
         keras.utils.set_random_seed(t.seed)
 
@@ -436,6 +449,10 @@ class Trainer:
             self.optimizer.build(self.model.trainable_variables)
             self.step = _scalar_variable("step", 0, tf.int64)
             self.nonfinite_steps = _scalar_variable("nonfinite_steps", 0, tf.int64)
+            # The run's training time so far, wall clock and this process's CPU time (all
+            # threads), carried across resumes (0 for runs saved before these existed).
+            self.train_seconds = _scalar_variable("train_seconds", 0.0, tf.float64)
+            self.cpu_seconds = _scalar_variable("cpu_seconds", 0.0, tf.float64)
             self.loss_scale = DynamicLossScale()
         self.checkpoint = tf.train.Checkpoint(
             step=self.step,
@@ -443,6 +460,8 @@ class Trainer:
             optimizer=self.optimizer,
             loss_scale=self.loss_scale,
             nonfinite_steps=self.nonfinite_steps,
+            train_seconds=self.train_seconds,
+            cpu_seconds=self.cpu_seconds,
         )
         self.checkpoint_dir = os.path.join(self.model_dir, CHECKPOINT_SUBDIR)
         self.manager = KillSafeCheckpointManager(
@@ -587,7 +606,7 @@ class Trainer:
         batch_finite = tf.logical_and(tf.reduce_all(tf.math.is_finite(mel)), tf.reduce_all(tf.math.is_finite(audio)))
         mel = tf.where(batch_finite, mel, tf.zeros_like(mel))
         audio = tf.where(batch_finite, audio, tf.zeros_like(audio))
-        mel, audio = tf.cast(mel, self.compute_dtype), tf.cast(audio, self.compute_dtype)
+        mel = tf.cast(mel, self.compute_dtype)  # the flow itself stays float32 (WaveGlow.forward)
         # Each replica's loss is its batch's mean; weighting it by its share of the
         # global batch makes the summed gradient the gradient of the global mean.
         weight = tf.cast(tf.shape(mel)[0], tf.float32) / self._global_batch
@@ -758,7 +777,14 @@ class Trainer:
             self._global_batch,
             self.strategy.num_replicas_in_sync,
         )
+        budget = t.cpu_seconds_budget
+        clock = _TrainingClock(self.train_seconds, self.cpu_seconds)
+        first_step = True
         while step < steps:
+            if budget > 0 and float(self.cpu_seconds.numpy()) >= budget:
+                logging.info("step %d: the CPU-time budget (train.cpu_seconds_budget = %g s) is spent", step, budget)
+                break
+            clock.start()
             tick = time.perf_counter()
             try:
                 batch = next(iterator)
@@ -766,6 +792,9 @@ class Trainer:
                 raise ValueError(f"the training data ran out at step {step}, before step {steps}") from None
             result = self.train_step(batch)
             step += 1
+            # The first step of a process mostly traces the graph: it is not training time.
+            clock.stop(count=not first_step)
+            first_step = False
             finite = bool(result["applied"])
             scalars = {**{k: result[k] for k in LOSS_TERMS}, "grad_norm": result["grad_norm"]}
             meter.add(scalars, time.perf_counter() - tick, finite)
@@ -896,6 +925,8 @@ class Trainer:
     def _append_metrics(self, step: int, split: str, values: dict) -> None:
         path = os.path.join(self.model_dir, METRICS_FILE)
         row = {"step": step, "time": f"{time.time():.3f}", "split": split}
+        row["train_hours"] = f"{float(self.train_seconds.numpy()) / 3600:.6g}"
+        row["cpu_hours"] = f"{float(self.cpu_seconds.numpy()) / 3600:.6g}"
         row.update({k: f"{float(v):.6g}" for k, v in values.items() if k in METRICS_COLUMNS})
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=METRICS_COLUMNS, restval="")
@@ -958,6 +989,25 @@ def mel_comparison_image(generated_mel, reference_mel):
 
     bar = tf.ones([tf.shape(generated)[0], generated.shape[2], 2])
     return tf.concat([to_pixels(generated), bar, to_pixels(reference)], axis=2)[..., None]
+
+
+class _TrainingClock:
+    """Adds the wall and process CPU time of each training step (input included) to the run's time variables.
+
+    Validation, summaries and checkpoints between steps are not counted.
+    """
+
+    def __init__(self, train_seconds: tf.Variable, cpu_seconds: tf.Variable):
+        self._train_seconds, self._cpu_seconds = train_seconds, cpu_seconds
+        self._wall = self._cpu = 0.0
+
+    def start(self) -> None:
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+
+    def stop(self, count: bool = True) -> None:
+        if count:
+            self._train_seconds.assign_add(time.perf_counter() - self._wall)
+            self._cpu_seconds.assign_add(time.process_time() - self._cpu)
 
 
 def _checkpoint_step(path: str | None) -> int | None:

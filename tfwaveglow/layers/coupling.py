@@ -19,7 +19,7 @@ class AffineCoupling(keras.layers.Layer):
     Args:
       channels: channels of ``x`` (even); ``n_half = channels // 2``.
       cond_channels: channels of the grouped mel.
-      n_layers, n_channels, kernel_size, dilated_conv, weight_norm: passed to WN.
+      n_layers, n_channels, kernel_size, dilated_conv, weight_norm, separable: passed to WN.
 
     Shapes: ``x [batch, groups, channels]``, grouped mel
     ``[batch, groups, cond_channels]``.
@@ -34,6 +34,7 @@ class AffineCoupling(keras.layers.Layer):
         kernel_size: int = 3,
         dilated_conv: str = DEFAULT_MODE,
         weight_norm: bool = False,
+        separable: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -50,6 +51,7 @@ class AffineCoupling(keras.layers.Layer):
             kernel_size=kernel_size,
             dilated_conv=dilated_conv,
             weight_norm=weight_norm,
+            separable=separable,
             name="WN",
         )
 
@@ -104,5 +106,6 @@ class AffineCoupling(keras.layers.Layer):
             kernel_size=wn.kernel_size,
             dilated_conv=wn.dilated_conv,
             weight_norm=wn.weight_norm,
+            separable=wn.separable,
         )
         return config

@@ -23,6 +23,12 @@ forms compute it:
   undilated ``(k, 1)`` conv2d computes the dilated conv.
 
 The ``native`` mode (``tf.nn.conv1d`` with ``dilations=d``) is kept to compare.
+
+:func:`dilated_depthwise_conv1d` is the depthwise form (one ``k``-tap filter per
+channel, no channel mixing) of a depthwise-separable WN layer: under
+``time_to_batch`` the phases go to the batch axis and an undilated depthwise
+convolution runs on them; every other mode sums the ``k`` shifted copies,
+each times its tap.
 """
 
 from __future__ import annotations
@@ -197,6 +203,48 @@ def dilated_conv1d(x: tf.Tensor, kernel: tf.Tensor, dilation: int, mode: str = D
     raise ValueError(f"unknown dilated conv mode {mode!r}; expected one of {MODES}")
 
 
+def _time_to_batch_depthwise(x, kernel, dilation):
+    time = x.shape[1] if x.shape[1] is not None else tf.shape(x)[1]
+    extra = (-time) % dilation
+    needs_padding = not isinstance(extra, int) or extra > 0
+    if needs_padding:
+        x = tf.pad(x, [[0, 0], [0, extra], [0, 0]])
+    y = time_to_batch(x, dilation)
+    # [B', T', C] as a one-row image; the filter [1, k, C, 1] is undilated (dilation is in the phases).
+    y = tf.nn.depthwise_conv2d(y[:, None], kernel[None, :, :, None], strides=[1, 1, 1, 1], padding="SAME")[:, 0]
+    y = batch_to_time(y, dilation)
+    return _crop_time(y, time) if needs_padding else y
+
+
+def _shifted_depthwise(x, kernel, dilation):
+    kernel_size = kernel.shape[0]
+    time = tf.shape(x)[1]
+    half = dilation * (kernel_size - 1) // 2
+    padded = tf.pad(x, [[0, 0], [half, half], [0, 0]])
+    return tf.add_n([padded[:, dilation * j : dilation * j + time, :] * kernel[j] for j in range(kernel_size)])
+
+
+def dilated_depthwise_conv1d(x: tf.Tensor, kernel: tf.Tensor, dilation: int, mode: str = DEFAULT_MODE) -> tf.Tensor:
+    """Centred ("same") dilated depthwise convolution, no bias.
+
+    Args:
+      x: ``[batch, time, channels]``, any ``time >= 1``.
+      kernel: ``[kernel_size, channels]``: channel ``c``'s own taps, odd kernel_size.
+      dilation: dilation rate >= 1.
+      mode: one of :data:`MODES`; ``time_to_batch`` runs an undilated depthwise
+        conv on the phases, the others sum shifted copies.
+
+    Returns:
+      ``[batch, time, channels]``: ``y[t, c] = sum_j kernel[j, c] * x[t + dilation * (j - (k - 1) / 2), c]``.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown dilated conv mode {mode!r}; expected one of {MODES}")
+    kernel = tf.cast(kernel, x.dtype)
+    if mode == "time_to_batch":
+        return _time_to_batch_depthwise(x, kernel, dilation)
+    return _shifted_depthwise(x, kernel, dilation)
+
+
 @keras.saving.register_keras_serializable(package="tfwaveglow")
 class DilatedConv1D(KernelMixin, keras.layers.Layer):
     """Dilated non-causal Conv1d with "same" length output and a bias.
@@ -259,6 +307,66 @@ class DilatedConv1D(KernelMixin, keras.layers.Layer):
         config.update(
             in_channels=self.in_channels,
             out_channels=self.out_channels,
+            kernel_size=self.kernel_size,
+            dilation_rate=self.dilation_rate,
+            mode=self.mode,
+            weight_norm=self.weight_norm,
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tfwaveglow")
+class DepthwiseDilatedConv1D(KernelMixin, keras.layers.Layer):
+    """Dilated non-causal depthwise Conv1d (``groups = channels``) with a bias.
+
+    Args:
+      channels: input and output channels (each filtered on its own).
+      kernel_size: odd number of taps.
+      dilation_rate: spacing between taps.
+      mode: one of :data:`MODES` (see :func:`dilated_depthwise_conv1d`).
+      weight_norm: hold the kernel as ``g * v / ||v||`` (norm per channel over the taps).
+
+    Shapes: ``[batch, time, channels] -> [batch, time, channels]``. Kernel layout
+    ``[kernel_size, channels]`` (PyTorch's ``weight[:, 0, :].T`` for a grouped Conv1d).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int = 3,
+        dilation_rate: int = 1,
+        mode: str = DEFAULT_MODE,
+        weight_norm: bool = False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if kernel_size % 2 != 1:
+            raise ValueError(f"kernel_size must be odd for centred padding, got {kernel_size}")
+        if mode not in MODES:
+            raise ValueError(f"unknown dilated conv mode {mode!r}; expected one of {MODES}")
+        self.channels = int(channels)
+        self.kernel_size = int(kernel_size)
+        self.dilation_rate = int(dilation_rate)
+        self.mode = mode
+        self.weight_norm = bool(weight_norm)
+
+    def build(self, input_shape=None):
+        # PyTorch's fan-in for a grouped conv: in_channels / groups * k = k.
+        init = torch_default_initializer(self.kernel_size)
+        self._add_kernel_and_bias((self.kernel_size, self.channels), init, init, self.weight_norm)
+        self.built = True
+
+    def call(self, x):
+        y = dilated_depthwise_conv1d(x, self.effective_kernel(), self.dilation_rate, self.mode)
+        return y + tf.cast(self.bias, y.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            channels=self.channels,
             kernel_size=self.kernel_size,
             dilation_rate=self.dilation_rate,
             mode=self.mode,

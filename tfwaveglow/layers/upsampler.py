@@ -1,4 +1,4 @@
-"""The mel upsampler: a transposed 1-D convolution from frame rate to sample rate."""
+"""The mel upsampler (a transposed 1-D convolution from frame rate to sample rate) and frame windows."""
 
 from __future__ import annotations
 
@@ -106,3 +106,15 @@ def frame_windows(mel, window_frames: int):
     frames = tf.shape(mel)[1]
     padded = tf.pad(mel, [[0, 0], [window_frames - 1, 0], [0, 0]])
     return tf.concat([padded[:, q : q + frames, :] for q in range(window_frames)], axis=-1)
+
+
+def centred_frame_windows(mel, context: int):
+    """``[B, F, n_mel] -> [B, F, (2 * context + 1) * n_mel]``: each frame with ``context`` frames either side.
+
+    Slot ``q`` of row ``f`` holds frame ``f - context + q`` (zeros outside ``[0, F)``).
+    """
+    if context == 0:
+        return mel
+    frames = tf.shape(mel)[1]
+    padded = tf.pad(mel, [[0, 0], [context, context], [0, 0]])
+    return tf.concat([padded[:, q : q + frames, :] for q in range(2 * context + 1)], axis=-1)

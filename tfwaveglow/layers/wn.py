@@ -5,7 +5,13 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tfwaveglow.layers.dilated_conv import DEFAULT_MODE, DilatedConv1D, dilated_conv1d
+from tfwaveglow.layers.dilated_conv import (
+    DEFAULT_MODE,
+    DepthwiseDilatedConv1D,
+    DilatedConv1D,
+    dilated_conv1d,
+    dilated_depthwise_conv1d,
+)
 from tfwaveglow.layers.pointwise import PointwiseConv, pointwise
 
 
@@ -29,6 +35,10 @@ class WN(keras.layers.Layer):
       kernel_size: taps of the dilated convolutions.
       dilated_conv: a mode of :mod:`tfwaveglow.layers.dilated_conv`.
       weight_norm: weight-normalise every conv but ``end``.
+      separable: depthwise-separable layers: ``in_layers[i]`` is a depthwise
+        dilated conv (``C -> C``, one filter per channel) followed by the 1x1
+        ``in_pointwise[i]`` (``C -> 2C``): ``k C + 2 C^2`` multiply-adds per step
+        instead of ``2 k C^2``.
 
     Shapes: audio ``[batch, groups, in_channels]`` and grouped mel
     ``[batch, groups, cond_channels]`` -> ``[batch, groups, 2 * in_channels]``.
@@ -43,9 +53,11 @@ class WN(keras.layers.Layer):
         kernel_size: int = 3,
         dilated_conv: str = DEFAULT_MODE,
         weight_norm: bool = False,
+        separable: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.separable = bool(separable)
         self.in_channels = int(in_channels)
         self.cond_channels = int(cond_channels)
         self.n_layers = int(n_layers)
@@ -56,10 +68,21 @@ class WN(keras.layers.Layer):
         c, wn = self.n_channels, self.weight_norm
         self.start = PointwiseConv(self.in_channels, c, weight_norm=wn, name="start")
         self.cond_layer = PointwiseConv(self.cond_channels, 2 * c * self.n_layers, weight_norm=wn, name="cond_layer")
-        self.in_layers = [
-            DilatedConv1D(c, 2 * c, self.kernel_size, 2**i, mode=dilated_conv, weight_norm=wn, name=f"in_layers_{i}")
-            for i in range(self.n_layers)
-        ]
+        k, mode = self.kernel_size, dilated_conv
+        if self.separable:
+            self.in_layers = [
+                DepthwiseDilatedConv1D(c, k, 2**i, mode=mode, weight_norm=wn, name=f"in_layers_{i}")
+                for i in range(self.n_layers)
+            ]
+            self.in_pointwise = [
+                PointwiseConv(c, 2 * c, weight_norm=wn, name=f"in_pointwise_{i}") for i in range(self.n_layers)
+            ]
+        else:
+            self.in_layers = [
+                DilatedConv1D(c, 2 * c, k, 2**i, mode=mode, weight_norm=wn, name=f"in_layers_{i}")
+                for i in range(self.n_layers)
+            ]
+            self.in_pointwise = []
         self.res_skip_layers = [
             PointwiseConv(c, 2 * c if i < self.n_layers - 1 else c, weight_norm=wn, name=f"res_skip_layers_{i}")
             for i in range(self.n_layers)
@@ -70,9 +93,12 @@ class WN(keras.layers.Layer):
         for i in range(self.n_layers):
             setattr(self, f"in_layers_{i}", self.in_layers[i])
             setattr(self, f"res_skip_layers_{i}", self.res_skip_layers[i])
+            if self.separable:
+                setattr(self, f"in_pointwise_{i}", self.in_pointwise[i])
 
     def build(self, input_shape=None):
-        for layer in [self.start, self.cond_layer, *self.in_layers, *self.res_skip_layers, self.end]:
+        layers = [self.start, self.cond_layer, *self.in_layers, *self.in_pointwise, *self.res_skip_layers, self.end]
+        for layer in layers:
             layer.build(None)
         self.built = True
 
@@ -131,23 +157,14 @@ class WN(keras.layers.Layer):
         end_kernel = tf.cast(self.end.effective_kernel(), dtype)
         x = pointwise(audio, start_kernel, start_bias)
 
-        # Layer 0 on [audio, 1]: zero padding of [audio, 1] is zero padding of start(audio).
-        first = self.in_layers[0]
-        start_augmented = tf.concat([start_kernel, start_bias[None, :]], axis=0)  # [n_half + 1, C]
-        first_kernel = tf.einsum("ic,kco->kio", start_augmented, tf.cast(first.effective_kernel(), dtype))
-        ones = tf.ones(tf.concat([tf.shape(audio)[:-1], [1]], axis=0), dtype)
-        pre_activation = dilated_conv1d(tf.concat([audio, ones], axis=-1), first_kernel, 1, first.mode)
-
         output = None
         skip_bias = None
         for i in range(self.n_layers):
-            layer = self.in_layers[i]
-            if i > 0:
-                pre_activation = dilated_conv1d(x, layer.effective_kernel(), layer.dilation_rate, layer.mode)
+            pre_activation, in_bias = self._in_layer(i, audio, x, start_kernel, start_bias)
             # In a graph the projection would otherwise be free to run (and be held) as soon as the
             # mel exists, every layer's of every flow at once: tie it to this layer's input instead.
             with tf.control_dependencies([pre_activation]):
-                condition = layer_condition(i, tf.convert_to_tensor(layer.bias))
+                condition = layer_condition(i, in_bias)
             acts = pre_activation + condition
             # Splits rather than slices throughout: cheaper gradients (see transform).
             in_act, gate = tf.split(acts, 2, axis=-1)
@@ -166,6 +183,34 @@ class WN(keras.layers.Layer):
         end_bias = tf.cast(self.end.bias, dtype) + tf.linalg.matvec(end_kernel, skip_bias, transpose_a=True)
         return output + end_bias
 
+    def _in_layer(self, i, audio, x, start_kernel, start_bias):
+        """Layer ``i``'s dilated conv of ``x = start(audio)``, without its bias: ``([B, G, 2C], bias [2C] float32)``.
+
+        Plain layers compute layer 0 on ``[audio, 1]`` with the kernel
+        ``start . in_layers[0]`` (zero padding of ``[audio, 1]`` is zero padding
+        of ``start(audio)``): ``n_half + 1`` input channels instead of ``C``.
+        Separable layers run the depthwise conv, then the 1x1 whose bias
+        absorbs the depthwise bias.
+        """
+        layer = self.in_layers[i]
+        if self.separable:
+            pointwise_layer = self.in_pointwise[i]
+            pointwise_kernel = pointwise_layer.effective_kernel()
+            depthwise = dilated_depthwise_conv1d(x, layer.effective_kernel(), layer.dilation_rate, layer.mode)
+            bias = tf.convert_to_tensor(pointwise_layer.bias) + tf.linalg.matvec(
+                pointwise_kernel, tf.convert_to_tensor(layer.bias), transpose_a=True
+            )
+            return pointwise(depthwise, pointwise_kernel), bias
+        if i == 0:
+            start_augmented = tf.concat([start_kernel, start_bias[None, :]], axis=0)  # [n_half + 1, C]
+            first_kernel = tf.einsum("ic,kco->kio", start_augmented, tf.cast(layer.effective_kernel(), audio.dtype))
+            ones = tf.ones(tf.concat([tf.shape(audio)[:-1], [1]], axis=0), audio.dtype)
+            return dilated_conv1d(tf.concat([audio, ones], axis=-1), first_kernel, 1, layer.mode), tf.convert_to_tensor(
+                layer.bias
+            )
+        kernel = layer.effective_kernel()
+        return dilated_conv1d(x, kernel, layer.dilation_rate, layer.mode), tf.convert_to_tensor(layer.bias)
+
     def call(self, audio, spect):
         return self.transform_spect(audio, spect)
 
@@ -179,5 +224,6 @@ class WN(keras.layers.Layer):
             kernel_size=self.kernel_size,
             dilated_conv=self.dilated_conv,
             weight_norm=self.weight_norm,
+            separable=self.separable,
         )
         return config
