@@ -71,6 +71,9 @@ def test_block_wise_denoising_equals_one_call():
     for block in (256, 1000, 4096):
         blocks = denoiser.denoise_long(audio, 0.5, block_samples=block)
         np.testing.assert_allclose(blocks, whole, atol=1e-6, rtol=0)
+        # The same blocks inside a graph (what an exported SavedModel runs).
+        in_graph = tf.function(lambda a, block=block: denoiser.denoise_blocks(a, 0.5, block_samples=block))
+        np.testing.assert_allclose(in_graph(tf.constant(audio[None])).numpy()[0], whole, atol=1e-6, rtol=0)
 
 
 def test_too_short_audio_is_refused_with_a_reason():

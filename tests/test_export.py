@@ -251,3 +251,39 @@ def test_synthesize_cli_drives_the_saved_model(exported, tmp_path):
         expected = np.clip(librosa_denoise(expected, bias, 0.2, N_FFT, HOP, WIN), -1, 1)
         assert wave.shape == expected.shape
         np.testing.assert_allclose(wave / 32768.0, expected, atol=1e-4 + 1 / 32768, rtol=0)
+
+
+def test_long_mels_are_synthesised_in_windows_equal_to_one_shot(tmp_path):
+    """A window of a few frames: every signature runs many windows, equal to one ``model.infer`` call."""
+    model = tiny_model(seed=13)
+    params = tiny_params()
+    left, right = tfwaveglow.synthesis.context_frames(model)
+    window = left + right + 2 + 5  # the margin of one frame each side, and five kept frames
+    path = export_saved_model(model, params, tmp_path / "waveglow" / "1", window_frames=window)
+    loaded = tf.saved_model.load(path)
+    assert int(loaded.window_frames.numpy()) == window
+    rng = np.random.default_rng(13)
+    frames = 6 * window + 3
+    mel = random_mel(rng, frames)[None]
+    z = rng.standard_normal((1, frames * HOP // N_GROUP, N_GROUP)).astype(np.float32)
+    expected = model.infer(mel, 0.7, z=z).numpy()
+    got = loaded.signatures["synthesize_from_latent"](mel=mel, z=z, sigma=np.array([0.7], np.float32))["audio"]
+    np.testing.assert_allclose(got.numpy(), expected, atol=1e-4, rtol=0)
+
+    seeded = loaded.signatures["synthesize"](
+        mel=mel,
+        mel_lengths=np.array([frames], np.int32),
+        sigma=np.array([0.7], np.float32),
+        denoiser_strength=np.array([0.2], np.float32),
+        seed=np.array([4], np.int64),
+    )["audio"].numpy()
+    one_shot = model.infer(mel, 0.7, z=reference_latent(4, frames)[None]).numpy()[0]
+    denoised = librosa_denoise(one_shot, bias_audio(model), 0.2, N_FFT, HOP, WIN)
+    np.testing.assert_allclose(seeded[0], np.clip(denoised, -1.0, 1.0), atol=1e-4, rtol=0)
+
+
+def test_window_frames_must_exceed_the_context(tmp_path):
+    model = tiny_model(seed=13)
+    left, right = tfwaveglow.synthesis.context_frames(model)
+    with pytest.raises(ValueError, match="must exceed the model's context"):
+        export_saved_model(model, tiny_params(), tmp_path / "waveglow" / "1", window_frames=left + right + 2)

@@ -269,3 +269,57 @@ def test_bfloat16_forward_keeps_the_flow_in_float32_and_stays_close(name):
     assert out["z"].dtype == tf.float32 and out["log_s_sum"].dtype == tf.float32
     scale = np.max(np.abs(ref["z"].numpy()))
     assert np.max(np.abs(out["z"].numpy() - ref["z"].numpy())) / scale < 3e-2
+
+
+FRESH_SERVING = """
+import sys
+sys.modules["tfwaveglow"] = None
+import numpy as np
+import tensorflow as tf
+inputs = dict(np.load(sys.argv[1]))
+sig = tf.saved_model.load(sys.argv[2]).signatures
+out = {}
+out["from_latent"] = sig["synthesize_from_latent"](mel=inputs["mel"], z=inputs["z"], sigma=inputs["sigma"])["audio"]
+out["seeded"] = sig["synthesize"](
+    mel=inputs["mel"], mel_lengths=inputs["lengths"], sigma=inputs["sigma"],
+    denoiser_strength=np.zeros(1, np.float32), seed=inputs["seeds"])["audio"]
+np.savez(sys.argv[3], **{k: v.numpy() for k, v in out.items()})
+"""
+
+
+def test_frame_rate_model_exports_and_serves_in_a_fresh_process(tmp_path):
+    """The repeat-upsampler, separable model through the SavedModel, in a process that cannot import tfwaveglow."""
+    from export_helpers import run
+
+    from tfwaveglow.export import export_saved_model
+
+    name = "repeat_g64_separable"
+    model = variant_model(name, seed=10)
+    params = variant_params(name)
+    path = export_saved_model(model, params, tmp_path / "export" / "waveglow" / "1")
+    rng = np.random.default_rng(10)
+    frames = 9
+    inputs = {
+        "mel": random_mel(rng, frames)[None],
+        "z": rng.standard_normal((1, frames, 64)).astype(np.float32),
+        "sigma": np.array([0.6], np.float32),
+        "lengths": np.array([frames], np.int32),
+        "seeds": np.array([5], np.int64),
+    }
+    np.savez(tmp_path / "inputs.npz", **inputs)
+    (tmp_path / "serve.py").write_text(FRESH_SERVING)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    import sys
+
+    run(
+        [sys.executable, "-I", str(tmp_path / "serve.py"), str(tmp_path / "inputs.npz"), path,
+         str(tmp_path / "out.npz")],
+        cwd=str(tmp_path),
+        env=env,
+    )  # fmt: skip
+    out = dict(np.load(tmp_path / "out.npz"))
+    expected = model.infer(inputs["mel"], 0.6, z=inputs["z"]).numpy()
+    np.testing.assert_allclose(out["from_latent"], expected, atol=1e-5)
+    z = tf.random.stateless_normal([frames, 64], seed=[5, 0], alg="philox").numpy()
+    seeded = np.clip(model.infer(inputs["mel"], 0.6, z=z[None]).numpy(), -1.0, 1.0)
+    np.testing.assert_allclose(out["seeded"], seeded, atol=1e-5)

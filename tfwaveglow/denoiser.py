@@ -123,6 +123,33 @@ class Denoiser(tf.Module):
         magnitude = tf.maximum(magnitude - strength * self.bias_spectrum, 0.0)
         return self.istft(magnitude, phase, tf.shape(audio)[1])
 
+    def denoise_blocks(self, audio, strength, block_samples: int = 1 << 20):
+        """In-graph :func:`denoise_in_blocks`: ``[1, S] -> [1, S]``, memory bounded by the block, not ``S``.
+
+        Args:
+          audio: ``[1, S]`` float32, ``S > n_fft // 2``.
+          strength: scalar.
+          block_samples: samples kept per block (rounded down to whole hops).
+        """
+        audio = tf.convert_to_tensor(audio, tf.float32)
+        total = tf.shape(audio)[1]
+        hop = self.hop_length
+        context = -(-self.n_fft // hop) * hop
+        block = max(hop, block_samples // hop * hop)
+        strength = tf.reshape(tf.cast(strength, tf.float32), [1])
+
+        def body(index, start, blocks):
+            stop = tf.minimum(start + block, total)
+            seg_start, seg_stop = tf.maximum(0, start - context), tf.minimum(total, stop + context)
+            segment = self(audio[:, seg_start:seg_stop], strength)
+            return index + 1, stop, blocks.write(index, segment[0, start - seg_start : stop - seg_start])
+
+        blocks = tf.TensorArray(tf.float32, size=0, dynamic_size=True, infer_shape=False, element_shape=[None])
+        _, _, blocks = tf.while_loop(
+            lambda index, start, blocks: start < total, body, [0, 0, blocks], parallel_iterations=1
+        )
+        return blocks.concat()[None]
+
     def denoise_long(self, audio: np.ndarray, strength: float, block_samples: int = 1 << 20) -> np.ndarray:
         """Denoises a long 1-D signal block by block; equal to one call on all of it.
 

@@ -22,6 +22,12 @@ path, ``1`` the version) with weight norm folded and these signatures:
     (forward's layout, standard normal), ``sigma`` ``[batch]`` -> ``audio``:
     exactly ``model.infer(mel, sigma, z)``, no denoiser, not clipped.
 
+Every signature synthesises a mel longer than ``--window_frames`` (512) in windows
+that overlap by the model's receptive field plus a frame each side, one window after
+another, and denoises in blocks: the same audio as one-shot synthesis under the same
+latent (up to float rounding), with memory flat in the length beyond the request's own
+mel, latent and audio (``docs/serving.md``).
+
 Inputs are checked in the graph: a wrong channel count, zero frames, NaN/Inf,
 lengths out of range or mismatched shapes raise ``InvalidArgumentError`` with a
 message naming the problem; a wrong dtype is rejected by the signature. Only
@@ -37,14 +43,19 @@ import shutil
 import sys
 import tempfile
 
-import tensorflow as tf
-from absl import flags
+if __name__ == "__main__":  # python -m tfwaveglow.export: quiet TensorFlow's start-up, which the next line loads
+    from tfwaveglow import quiet_import
 
-from tfwaveglow import cli
-from tfwaveglow.config import Params, save_params
-from tfwaveglow.denoiser import Denoiser
-from tfwaveglow.model_io import load_model_and_params
-from tfwaveglow.synthesis import context_frames, draw_latent
+    quiet_import.import_tensorflow(quiet_import.verbose_requested(sys.argv))
+
+import tensorflow as tf  # noqa: E402
+from absl import flags  # noqa: E402
+
+from tfwaveglow import cli  # noqa: E402
+from tfwaveglow.config import Params, save_params  # noqa: E402
+from tfwaveglow.denoiser import Denoiser  # noqa: E402
+from tfwaveglow.model_io import load_model_and_params  # noqa: E402
+from tfwaveglow.synthesis import DEFAULT_WINDOW_FRAMES, context_frames, draw_latent, infer_in_windows  # noqa: E402
 
 __all__ = ["SIGNATURES", "WaveGlowServingModule", "export_saved_model", "main"]
 
@@ -71,9 +82,24 @@ class WaveGlowServingModule(tf.Module):
       params_path: a file holding ``params`` as YAML, saved as the asset.
       sigma: ``serving_default``'s sigma.
       denoiser_strength: ``serving_default``'s denoiser strength (0: none).
+      window_frames: mels longer than this are synthesised in windows of this
+        many frames (overlapping by the receptive field plus one frame each
+        side, as ``synthesize.py`` does) and denoised in blocks, so a request's
+        memory beyond its own mel, latent and audio does not grow with it.
     """
 
-    def __init__(self, model, params: Params, params_path: str, sigma: float = 0.6, denoiser_strength: float = 0.0):
+    # Frames added to the derived context on each side, as synthesis.Synthesizer's default.
+    WINDOW_MARGIN_FRAMES = 1
+
+    def __init__(
+        self,
+        model,
+        params: Params,
+        params_path: str,
+        sigma: float = 0.6,
+        denoiser_strength: float = 0.0,
+        window_frames: int = DEFAULT_WINDOW_FRAMES,
+    ):
         super().__init__(name="waveglow")
         if not sigma >= 0 or not denoiser_strength >= 0:
             raise ValueError(f"sigma ({sigma}) and denoiser_strength ({denoiser_strength}) must be >= 0")
@@ -83,6 +109,14 @@ class WaveGlowServingModule(tf.Module):
         a = params.audio
         self.denoiser = Denoiser.from_model(model, a.filter_length, a.hop_length, a.win_length)
         self.context_frames = tf.Variable(list(context_frames(model)), dtype=tf.int32, trainable=False)
+        self._window_context = tuple(c + self.WINDOW_MARGIN_FRAMES for c in context_frames(model))
+        if window_frames <= sum(self._window_context):
+            raise ValueError(
+                f"window_frames ({window_frames}) must exceed the model's context ({self._window_context[0]} + "
+                f"{self._window_context[1]} frames)"
+            )
+        self._window_frames = int(window_frames)
+        self.window_frames = tf.Variable(self._window_frames, dtype=tf.int32, trainable=False)
         self.params_file = tf.saved_model.Asset(params_path)
         self._n_mel = model.n_mel_channels
         self._hop = model.hop_length
@@ -180,10 +214,18 @@ class WaveGlowServingModule(tf.Module):
             latent_shape = self.model.latent_shape(mel)
         # Seeds 0, 0: the kernel seeds itself afresh, so every process and every call draws new noise.
         z = tf.raw_ops.RandomStandardNormal(shape=latent_shape, dtype=tf.float32, seed=0, seed2=0)
-        audio = self.model.infer(mel, self._sigma, z=z)
+        audio = self._infer(mel, self._sigma, z)
         if self._denoiser_strength > 0:
-            audio = self.denoiser(audio, self._denoiser_strength)
+            audio = tf.map_fn(
+                lambda item: self.denoiser.denoise_blocks(item[None], self._denoiser_strength)[0],
+                audio,
+                parallel_iterations=1,
+            )
         return {"audio": tf.clip_by_value(audio, -1.0, 1.0)}
+
+    def _infer(self, mel, sigma, z):
+        """``model.infer`` in windows (:func:`tfwaveglow.synthesis.infer_in_windows`)."""
+        return infer_in_windows(self.model, mel, z, sigma, self._window_frames, self._window_context)
 
     def _synthesize(self, mel, mel_lengths, sigma, denoiser_strength, seed):
         mel = self._checked_mel(mel)
@@ -208,8 +250,8 @@ class WaveGlowServingModule(tf.Module):
             item_mel, length, item_sigma, strength, item_seed = args
             item_mel = item_mel[None, :length]
             z = draw_latent(item_seed, length * hop // n_group, n_group)[None]
-            audio = self.model.infer(item_mel, item_sigma, z=z)
-            audio = tf.cond(strength > 0.0, lambda: self.denoiser(audio, strength), lambda: audio)
+            audio = self._infer(item_mel, item_sigma, z)
+            audio = tf.cond(strength > 0.0, lambda: self.denoiser.denoise_blocks(audio, strength), lambda: audio)
             audio = tf.clip_by_value(audio[0], -1.0, 1.0)
             return tf.pad(audio, [[0, total - length * hop]])
 
@@ -240,7 +282,7 @@ class WaveGlowServingModule(tf.Module):
             z = tf.debugging.assert_all_finite(z, "z contains NaN or Inf")
         sigma = self._checked_per_item(sigma, batch, "sigma")
         z = tf.ensure_shape(z, [None, None, n_group])
-        return {"audio": self.model.infer(mel, sigma, z=z)}
+        return {"audio": self._infer(mel, sigma, z)}
 
     def _denoise(self, audio, strength):
         return self.denoiser(audio, strength)
@@ -253,6 +295,7 @@ def export_saved_model(
     sigma: float | None = None,
     denoiser_strength: float | None = None,
     overwrite: bool = False,
+    window_frames: int = DEFAULT_WINDOW_FRAMES,
 ) -> str:
     """Writes the SavedModel to ``output_dir`` (``BASE/NAME/VERSION``, VERSION a number).
 
@@ -266,6 +309,7 @@ def export_saved_model(
       sigma, denoiser_strength: ``serving_default``'s values (default
         ``params.export``).
       overwrite: replace an existing version directory.
+      window_frames: frames per synthesis window (see :class:`WaveGlowServingModule`).
 
     Returns:
       ``output_dir``.
@@ -286,7 +330,9 @@ def export_saved_model(
     with tempfile.TemporaryDirectory(dir=parent, prefix=f".{version}.tmp-") as tmp:
         params_path = os.path.join(tmp, "params.yaml")
         save_params(params, params_path)
-        module = WaveGlowServingModule(model, params, params_path, sigma=sigma, denoiser_strength=strength)
+        module = WaveGlowServingModule(
+            model, params, params_path, sigma=sigma, denoiser_strength=strength, window_frames=window_frames
+        )
         staged = os.path.join(tmp, "saved_model")
         tf.saved_model.save(module, staged, signatures=module.signatures())
         if os.path.exists(output_dir):
@@ -308,6 +354,12 @@ flags.DEFINE_float(
     flag_values=FLAGS,
 )
 flags.DEFINE_bool("overwrite", False, "Replace an existing version directory.", flag_values=FLAGS)
+flags.DEFINE_integer(
+    "window_frames",
+    DEFAULT_WINDOW_FRAMES,
+    "Mels longer than this are synthesised in windows of this many frames (bounded memory).",
+    flag_values=FLAGS,
+)
 flags.mark_flags_as_required(["model", "output"], flag_values=FLAGS)
 
 
@@ -323,6 +375,7 @@ def main(argv) -> int:
             sigma=FLAGS.sigma,
             denoiser_strength=FLAGS.denoiser_strength,
             overwrite=FLAGS.overwrite,
+            window_frames=FLAGS.window_frames,
         )
     except (OSError, ValueError) as e:  # missing files, ModelLoadError, ConfigError, a bad --output
         print(f"export failed: {e}", file=sys.stderr)

@@ -232,6 +232,48 @@ def plan_windows(frames: int, window_frames: int, left: int, right: int) -> list
     return windows
 
 
+def infer_in_windows(model, mel, z, sigma, window_frames: int, context: tuple[int, int]):
+    """``model.infer(mel, sigma, z)`` computed window by window inside a graph (:func:`plan_windows`' rule).
+
+    The windows are synthesised one after another (a ``tf.while_loop``), so
+    the memory of the model's activations depends on ``window_frames``, not on
+    the length; only the latent and the audio grow with it. An input of at
+    most ``window_frames`` frames is one window: exactly ``model.infer``.
+
+    Args:
+      model: a :class:`tfwaveglow.WaveGlow`.
+      mel: ``[B, F, n_mel]``.
+      z: ``[B, F * hop / g, g]`` standard-normal latent.
+      sigma: scalar or ``[B]``.
+      window_frames: frames per window, more than ``sum(context)``.
+      context: ``(left, right)`` frames a kept frame needs (:func:`context_frames`, plus a margin).
+
+    Returns:
+      ``[B, F * hop]`` float32.
+    """
+    left, right = (int(c) for c in context)
+    if window_frames <= left + right:
+        raise ValueError(f"window_frames ({window_frames}) must exceed the model's context ({left} + {right} frames)")
+    hop, steps_per_frame = model.hop_length, model.hop_length // model.n_group
+    frames = tf.shape(mel)[1]
+    one_window = frames <= window_frames
+
+    def body(index, keep_start, kept):
+        start = tf.where(one_window, 0, tf.minimum(tf.maximum(keep_start - left, 0), frames - window_frames))
+        stop = tf.where(one_window, frames, start + window_frames)
+        keep_stop = tf.where(tf.equal(stop, frames), frames, stop - right)
+        audio = model.infer(mel[:, start:stop], sigma, z=z[:, start * steps_per_frame : stop * steps_per_frame])
+        # Time first, so the kept pieces concatenate along the TensorArray's axis 0.
+        piece = tf.transpose(audio[:, (keep_start - start) * hop : (keep_stop - start) * hop])
+        return index + 1, keep_stop, kept.write(index, piece)
+
+    kept = tf.TensorArray(tf.float32, size=0, dynamic_size=True, infer_shape=False, element_shape=[None, None])
+    _, _, kept = tf.while_loop(
+        lambda index, keep_start, kept: keep_start < frames, body, [0, 0, kept], parallel_iterations=1
+    )
+    return tf.transpose(kept.concat())
+
+
 # ---------------------------------------------------------------------- engines
 def composed_conditioning_budget() -> int:
     """Bytes ``conditioning="auto"`` may spend on composed conditioning: a quarter of physical memory."""
