@@ -61,4 +61,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run(main, FLAGS, __doc__)
+    cli.run(main, FLAGS, __doc__, tensorflow=False)  # audio and numpy only

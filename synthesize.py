@@ -3,17 +3,22 @@
     python synthesize.py --model=DIR --output_dir=out --mel a.npy --mel b.pt
     python synthesize.py --model=DIR --output_dir=out --mel_dir mels/
     python synthesize.py --model=DIR --output_dir=out --wav speech.wav    # copy synthesis: wav -> mel -> wav
+    python synthesize.py --model=DIR --output_dir=out a.npy b.pt speech.wav   # chosen by suffix
 
 ``--model`` is an inference model directory (e.g. a converted NVIDIA model), a
 training run directory or an exported SavedModel. Mels are ``.npy`` arrays
 ``[frames, n_mel]`` or NVIDIA/Tacotron 2's ``[n_mel, frames]`` (an ``[n_mel,
 n_mel]`` array is read as ``[frames, n_mel]``), or PyTorch ``.pt`` tensors
-(``[n_mel, frames]`` or ``[1, n_mel, frames]``; needs torch). Each output is
-``OUTPUT_DIR/<input name>.wav`` at the model's sampling rate. Input ``i`` (in
-the order given; ``--mel_dir`` sorted by name) uses the latent of seed
-``--seed + i``, so outputs do not depend on ``--batch_size`` or on which other
-inputs fail. A bad input is reported and skipped; the rest still synthesise,
-and the exit status is 1 if any failed.
+(``[n_mel, frames]`` or ``[1, n_mel, frames]``; needs torch). Positional
+arguments are input files too: ``.npy``/``.pt`` mels, and ``.wav``/``.flac``/``.ogg``
+audio for copy synthesis. Each output is ``OUTPUT_DIR/<input name>.wav`` at the
+model's sampling rate. Input ``i`` (in the order ``--mel``, ``--mel_dir`` sorted by
+name, ``--wav``, then the positional files) uses the latent of seed ``--seed + i``,
+so outputs do not depend on ``--batch_size`` or on which other inputs fail. A bad
+input is reported and skipped; the rest still synthesise, and the exit status is
+1 if any failed. ``--sigma`` and ``--denoiser_strength`` default to the model's
+recommendations (``export.sigma``, ``export.denoiser_strength`` of its
+``params.yaml``); the values used are printed.
 """
 
 from __future__ import annotations
@@ -33,9 +38,14 @@ flags.DEFINE_string("mel_dir", None, "Directory of mel files (*.npy, *.pt).", fl
 flags.DEFINE_multi_string(
     "wav", [], "Audio file for copy synthesis (wav -> mel -> wav); repeat for more.", flag_values=FLAGS
 )
-flags.DEFINE_float("sigma", 0.6, "Standard deviation of the latent.", flag_values=FLAGS)
 flags.DEFINE_float(
-    "denoiser_strength", 0.0, "Bias denoiser strength (0: off; NVIDIA suggests 0.01 to 0.1).", flag_values=FLAGS
+    "sigma", None, "Standard deviation of the latent (default: the model's export.sigma).", flag_values=FLAGS
+)
+flags.DEFINE_float(
+    "denoiser_strength",
+    None,
+    "Bias denoiser strength (0: off; NVIDIA suggests 0.01 to 0.1; default: the model's export.denoiser_strength).",
+    flag_values=FLAGS,
 )
 flags.DEFINE_integer("seed", 0, "Latent seed of the first input; input i uses seed + i.", flag_values=FLAGS)
 flags.DEFINE_integer("batch_size", 1, "Utterance windows per model call.", flag_values=FLAGS)
@@ -53,6 +63,7 @@ flags.DEFINE_enum(
 flags.mark_flags_as_required(["model", "output_dir"], flag_values=FLAGS)
 
 MEL_SUFFIXES = (".npy", ".pt")
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
 
 def read_torch_mel(path: str, n_mel: int):
@@ -76,8 +87,21 @@ def read_torch_mel(path: str, n_mel: int):
     return mel_from_array(tensor.detach().numpy(), n_mel, source=path, channels_first=True)
 
 
-def collect_inputs() -> list[tuple[str, str]]:
-    """``(kind, path)`` for every input, in order: ``--mel``, ``--mel_dir`` (sorted), ``--wav``."""
+def input_kind(path: str) -> str:
+    """``"mel"`` or ``"wav"`` (audio for copy synthesis) by the file's suffix; a usage error for any other."""
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix in MEL_SUFFIXES:
+        return "mel"
+    if suffix in AUDIO_SUFFIXES:
+        return "wav"
+    raise app.UsageError(
+        f"{path}: unknown input file type {suffix or '(no suffix)'!r}: expected a mel "
+        f"({', '.join(MEL_SUFFIXES)}) or audio for copy synthesis ({', '.join(AUDIO_SUFFIXES)})"
+    )
+
+
+def collect_inputs(positional: list[str] = ()) -> list[tuple[str, str]]:
+    """``(kind, path)`` for every input, in order: ``--mel``, ``--mel_dir`` (sorted), ``--wav``, ``positional``."""
     inputs = [("mel", p) for p in FLAGS.mel]
     if FLAGS.mel_dir:
         if not os.path.isdir(FLAGS.mel_dir):
@@ -85,7 +109,20 @@ def collect_inputs() -> list[tuple[str, str]]:
         names = sorted(n for n in os.listdir(FLAGS.mel_dir) if n.endswith(MEL_SUFFIXES))
         inputs += [("mel", os.path.join(FLAGS.mel_dir, n)) for n in names]
     inputs += [("wav", p) for p in FLAGS.wav]
+    inputs += [(input_kind(p), p) for p in positional]
     return inputs
+
+
+def synthesis_settings(export) -> tuple[float, float, str]:
+    """``(sigma, denoiser_strength, description)``: each flag if given, else the model's ``export`` value."""
+    values, described = [], []
+    for name, label in (("sigma", "sigma"), ("denoiser_strength", "denoiser strength")):
+        flag = FLAGS[name].value
+        value = float(getattr(export, name) if flag is None else flag)
+        source = f"--{name}" if flag is not None else f"the model's export.{name}"
+        values.append(value)
+        described.append(f"{label} {value:g} ({source})")
+    return values[0], values[1], ", ".join(described)
 
 
 def load_input(kind: str, path: str, engine):
@@ -98,9 +135,10 @@ def load_input(kind: str, path: str, engine):
 
         wave = audio.load_audio(path, engine.params.audio.sampling_rate)
         return audio.mel_spectrogram(wave, engine.params.audio)
-    if path.endswith(".pt"):
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix == ".pt":
         return read_torch_mel(path, n_mel)
-    if not path.endswith(".npy"):
+    if suffix != ".npy":
         raise MelError(f"{path}: unknown mel file type (expected .npy or .pt)")
     return read_mel(path, n_mel)
 
@@ -118,14 +156,14 @@ def output_paths(inputs: list[tuple[str, str]], output_dir: str) -> list[str]:
 
 def main(argv) -> int:
     """Synthesises every input; ``argv`` may carry the flags when called from Python."""
-    cli.parse_argv(FLAGS, argv)
+    positional = cli.parse_argv(FLAGS, argv, positional=True)[1:]
     if FLAGS.batch_size < 1:
         raise app.UsageError("--batch_size must be >= 1")
-    if FLAGS.sigma < 0 or FLAGS.denoiser_strength < 0:
+    if any(value is not None and value < 0 for value in (FLAGS.sigma, FLAGS.denoiser_strength)):
         raise app.UsageError("--sigma and --denoiser_strength must be >= 0")
-    inputs = collect_inputs()
+    inputs = collect_inputs(positional)
     if not inputs:
-        raise app.UsageError("nothing to synthesise: pass --mel, --mel_dir or --wav")
+        raise app.UsageError("nothing to synthesise: pass input files, --mel, --mel_dir or --wav")
 
     from tfwaveglow import audio
     from tfwaveglow.synthesis import Synthesizer, load_engine
@@ -135,6 +173,11 @@ def main(argv) -> int:
     except (OSError, ValueError) as e:  # missing files, ModelLoadError, ConfigError
         print(f"cannot load the model: {e}", file=sys.stderr)
         return 2
+    sigma, denoiser_strength, settings = synthesis_settings(engine.params.export)
+    if sigma < 0 or denoiser_strength < 0:  # only a model's own params.yaml can get here
+        print(f"sigma and denoiser strength must be >= 0, got {settings}", file=sys.stderr)
+        return 2
+    print(f"synthesising with {settings}")
     try:
         synthesizer = Synthesizer(engine, window_frames=FLAGS.window_frames, batch_size=FLAGS.batch_size)
     except ValueError as e:  # a window no larger than the model's context
@@ -156,8 +199,8 @@ def main(argv) -> int:
     def synthesize_and_write(group):
         results = synthesizer.synthesize(
             [mel for _, mel in group],
-            sigma=FLAGS.sigma,
-            denoiser_strength=FLAGS.denoiser_strength,
+            sigma=sigma,
+            denoiser_strength=denoiser_strength,
             seeds=[FLAGS.seed + index for index, _ in group],
         )
         for (index, _), wave in zip(group, results):

@@ -17,6 +17,7 @@ from synth_helpers import librosa_denoise
 import tfwaveglow
 from tfwaveglow import audio as audio_lib
 from tfwaveglow import demo, metrics
+from tfwaveglow.config import ExportParams
 from tfwaveglow.denoiser import BIAS_MEL_FRAMES
 
 MODEL_DIR = os.path.join(ROOT, "models", "fishfillets_cs")
@@ -128,6 +129,20 @@ def test_bad_settings_are_clear_errors(tmp_path):
         demo.main(["demo", f"--model={tmp_path / 'nowhere'}"])
     with pytest.raises(SystemExit, match=r"denoiser_strength must be > 0"):
         demo.main(["demo", f"--input_dir={EXAMPLES}", f"--model={MODEL_DIR}", "--denoiser_strength=0"])
+
+
+def test_settings_default_to_the_models_recommendations():
+    recommended = ExportParams(sigma=0.8, denoiser_strength=0.05)
+    sigma, strength, said = demo.settings_from_model(recommended)
+    assert (sigma, strength) == (0.8, 0.05)
+    assert said == "sigma 0.8 (the model's export.sigma), denoiser strength 0.05 (the model's export.denoiser_strength)"
+    sigma, strength, said = demo.settings_from_model(recommended, sigma=0.5, denoiser_strength=0.2)
+    assert (sigma, strength) == (0.5, 0.2)
+    assert said == "sigma 0.5 (--sigma), denoiser strength 0.2 (--denoiser_strength)"
+    # A model that recommends no denoiser: waveglow_denoised.wav still needs one, at the demo's strength.
+    sigma, strength, said = demo.settings_from_model(ExportParams(sigma=0.6, denoiser_strength=0.0))
+    assert (sigma, strength) == (0.6, demo.DEFAULT_DENOISER_STRENGTH)
+    assert "the demo's default: the model recommends no denoiser" in said
 
 
 def test_scores_without_the_eval_extra_are_null_with_the_reason(monkeypatch):

@@ -94,6 +94,7 @@ def test_report_lists_every_bad_file_with_its_reason(prepared, speech_dir):
         "up_to_date": 0,
         "usable": 8,
         "skipped": 7,
+        "not_followed": 0,
         "train": counts["train"],
         "valid": counts["valid"],
     }
@@ -299,3 +300,89 @@ def test_cli_end_to_end(tmp_path, speech_dir, capsys):
 
     with pytest.raises(SystemExit, match="wave_dir .* does not exist"):
         preprocess_data.main(argv[:1] + [f"--wave_dir={tmp_path / 'missing'}"] + argv[2:])
+
+
+def _stems(folder):
+    return sorted(os.path.splitext(name)[0] for name in os.listdir(folder))
+
+
+def test_symlinked_speaker_folder_and_files_are_followed_once(tmp_path, speech_dir, capsys):
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(os.path.join(speech_dir, "male"), elsewhere / "speaker_b")
+    shutil.copy(os.path.join(speech_dir, "female", _stems(f"{speech_dir}/female")[1] + ".ogg"), elsewhere / "lone.ogg")
+    wave_dir = tmp_path / "wavs"
+    shutil.copytree(os.path.join(speech_dir, "female"), wave_dir / "female")
+    female, male = _stems(wave_dir / "female"), _stems(elsewhere / "speaker_b")
+    os.symlink(elsewhere / "speaker_b", wave_dir / "male")  # the speaker folder lives elsewhere
+    os.symlink(elsewhere / "speaker_b", wave_dir / "male_again")  # ... and is reachable twice
+    os.symlink(f"{female[0]}.ogg", wave_dir / "female" / "aaa_again.ogg")  # a second name, sorted first
+    os.symlink(elsewhere / "lone.ogg", wave_dir / "female" / "extra.ogg")  # a file from elsewhere
+    os.symlink(tmp_path / "deleted.wav", wave_dir / "female" / "gone.wav")
+    argv = ["preprocess_data.py", f"--wave_dir={wave_dir}", f"--mel_dir={tmp_path / 'mels'}",
+            f"--data_dir={tmp_path / 'data'}", "--num_workers=1", "--noprogress"]  # fmt: skip
+    preprocess_data.main(argv)
+    out = capsys.readouterr()
+
+    # Seven real clips: the three female ones, the one linked in, and the linked speaker's three.
+    expected_ids = sorted([f"female/{s}" for s in female] + ["female/extra"] + [f"male/{s}" for s in male])
+    data = tmp_path / "data"
+    listed = (data / "train.txt").read_text().split() + (data / "valid.txt").read_text().split()
+    assert sorted(listed) == expected_ids
+    with open(data / "preprocess_report.json") as f:
+        report = json.load(f)
+    assert (report["counts"]["found"], report["counts"]["usable"], report["counts"]["skipped"]) == (7, 7, 0)
+    assert report["counts"]["not_followed"] == 3
+    reasons = {item["path"]: item["reason"] for item in report["not_followed"]}
+    assert reasons == {
+        "female/aaa_again.ogg": f"duplicate of female/{female[0]}.ogg",
+        "female/gone.wav": f"broken link to {tmp_path / 'deleted.wav'}: No such file or directory",
+        "male_again/": "duplicate of male/",
+    }
+    for path, reason in reasons.items():
+        assert f"skipped {path}: {reason}" in out.out  # the printed summary
+        assert f"skipped {os.path.join(wave_dir, path)}: {reason}" in out.err  # and on the console
+    # Every real file was read exactly once, through the path named by its id.
+    with open(data / "manifest.json") as f:
+        manifest = json.load(f)["files"]
+    real_files = sorted(
+        [str(wave_dir / "female" / f"{s}.ogg") for s in female]
+        + [str(elsewhere / "lone.ogg")]
+        + [str(elsewhere / "speaker_b" / f"{s}.ogg") for s in male]
+    )
+    assert sorted(os.path.realpath(wave_dir / entry["source"]) for entry in manifest.values()) == real_files
+    assert sorted(manifest) == expected_ids
+    for uid in expected_ids:
+        assert os.path.isfile(tmp_path / "mels" / f"{uid}.npy")
+    for stem in male:  # the linked speaker's outputs are its own clips
+        source = soundfile.info(str(elsewhere / "speaker_b" / f"{stem}.ogg"))
+        assert soundfile.info(str(data / "audio" / "male" / f"{stem}.wav")).frames == source.frames
+
+
+def test_folder_links_back_to_an_ancestor_are_reported_not_walked(tmp_path, speech_dir):
+    wave_dir = tmp_path / "wavs"
+    shutil.copytree(os.path.join(speech_dir, "female"), wave_dir / "spk")
+    female = _stems(wave_dir / "spk")
+    (wave_dir / "spk" / "nested" / "deeper").mkdir(parents=True)
+    shutil.copy(os.path.join(speech_dir, "male", _stems(f"{speech_dir}/male")[0] + ".ogg"), wave_dir / "spk" / "nested")
+    os.symlink(".", wave_dir / "spk" / "itself")
+    os.symlink("../..", wave_dir / "spk" / "nested" / "deeper" / "back")  # to spk
+    os.symlink(".", wave_dir / "top")  # to wave_dir
+    os.symlink("../..", wave_dir / "spk" / "up")  # to tmp_path, which holds wave_dir
+    report = preprocess.preprocess_corpus(
+        str(wave_dir), str(tmp_path / "mels"), str(tmp_path / "data"), PARAMS, num_workers=1, progress=False
+    )
+    expected_ids = sorted([f"spk/{s}" for s in female] + [f"spk/nested/{_stems(f'{speech_dir}/male')[0]}"])
+    assert sorted(report["speakers"]) == ["spk"]
+    assert report["counts"]["found"] == report["counts"]["usable"] == 4
+    listed = [uid for name in ("train.txt", "valid.txt") for uid in (tmp_path / "data" / name).read_text().split()]
+    assert sorted(listed) == expected_ids
+    reasons = {item["path"]: item["reason"] for item in report["not_followed"]}
+    assert sorted(reasons) == ["spk/itself/", "spk/nested/deeper/back/", "spk/up/", "top/"]
+    assert reasons["spk/itself/"] == "link cycle: leads back to spk/"
+    assert reasons["spk/nested/deeper/back/"] == "link cycle: leads back to spk/"
+    assert reasons["top/"] == "link cycle: leads back to wave_dir"
+    assert reasons["spk/up/"] == f"link cycle: leads to {os.path.realpath(tmp_path)}, which holds wave_dir"
+    summary = preprocess.summarize(report)
+    assert "4 paths not followed" in summary
+    for path, reason in reasons.items():
+        assert f"skipped {path}: {reason}" in summary

@@ -155,10 +155,45 @@ def test_training_run_directory_with_denoiser(tmp_path):
         assert_close_to(out_dir / f"{name}.wav", expected, params.audio.sampling_rate)
 
 
+def test_positional_inputs_and_the_models_recommended_settings(tmp_path, speech_clips):
+    params = tfwaveglow.load_params(overrides={**CLI_OVERRIDES, "export.sigma": 0.7, "export.denoiser_strength": 0.05})
+    model = tiny_model(seed=25, params=params)
+    model_dir = tfwaveglow.save_model(model, tmp_path / "model", params)
+    rate = params.audio.sampling_rate
+    mel = np.random.default_rng(26).normal(-6.0, 2.0, (30, N_MEL)).astype(np.float32)
+    np.save(tmp_path / "a.npy", mel)
+    audio.save_wav(str(tmp_path / "b.wav"), audio.load_audio(speech_clips[1], rate)[:12000], rate)
+
+    given = run_cli(f"--model={model_dir}", f"--output_dir={tmp_path / 'given'}", "--seed=3",
+                    str(tmp_path / "a.npy"), str(tmp_path / "b.wav"))  # fmt: skip
+    assert given.returncode == 0, given.stderr[-3000:]
+    assert (
+        "synthesising with sigma 0.7 (the model's export.sigma), "
+        "denoiser strength 0.05 (the model's export.denoiser_strength)" in given.stdout
+    )
+    assert "synthesised 2 of 2 inputs" in given.stdout
+    assert sorted(os.listdir(tmp_path / "given")) == ["a.wav", "b.wav"]
+
+    flagged = run_cli(f"--model={model_dir}", f"--output_dir={tmp_path / 'flagged'}", "--seed=3", "--sigma=0.7",
+                      "--denoiser_strength=0.05", f"--mel={tmp_path / 'a.npy'}",
+                      f"--wav={tmp_path / 'b.wav'}")  # fmt: skip
+    assert flagged.returncode == 0, flagged.stderr[-3000:]
+    assert "synthesising with sigma 0.7 (--sigma), denoiser strength 0.05 (--denoiser_strength)" in flagged.stdout
+    for name in ("a.wav", "b.wav"):
+        given_wave, flagged_wave = (read_wav(tmp_path / run / name, rate) for run in ("given", "flagged"))
+        np.testing.assert_array_equal(given_wave, flagged_wave)
+    # Input i, in the order given, uses seed 3 + i: a.npy seed 3, b.wav (copy synthesis) seed 4.
+    assert_close_to(tmp_path / "given" / "a.wav", reference(model, mel, 0.7, 3, strength=0.05), rate)
+    speech_mel = audio.mel_spectrogram(audio.load_audio(str(tmp_path / "b.wav"), rate), params.audio)
+    assert_close_to(tmp_path / "given" / "b.wav", reference(model, speech_mel, 0.7, 4, strength=0.05), rate)
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
         ([], "nothing to synthesise"),
+        (["notes.txt"], "notes.txt: unknown input file type '.txt': expected a mel (.npy, .pt)"),
+        (["a.npy", "mel"], "mel: unknown input file type '(no suffix)'"),
         (["--mel=x.npy", "--batch_size=0"], "--batch_size must be >= 1"),
         (["--mel=x.npy", "--sigma=-1"], "must be >= 0"),
         (["--mel=x.npy", "--model=/no/such/model"], "cannot load the model: no model at /no/such/model"),

@@ -3,6 +3,12 @@
 Every tool keeps its flags in its own ``flags.FlagValues`` rather than absl's
 global ``FLAGS``, so tools that share flag names (``--params``, ``--model``) can
 be imported into one process (tests call their ``main(argv)`` directly).
+
+Every tool also gets ``--verbose_tf_logs``: :func:`run` imports TensorFlow once
+the flags are parsed, before the tool's ``main``, without TensorFlow's C++
+start-up log lines unless that flag (or ``TFWAVEGLOW_VERBOSE_TF=1``, or a
+``TF_CPP_MIN_LOG_LEVEL`` of the user's) asks for them; see
+:mod:`tfwaveglow.quiet_import`.
 """
 
 from __future__ import annotations
@@ -11,11 +17,27 @@ import sys
 
 from absl import app, flags
 
+from tfwaveglow import quiet_import
+
 _HELP = ("-h", "-help", "--help", "--helpshort", "--helpfull", "-?")
+
+
+def _define_common_flags(flag_values: flags.FlagValues) -> None:
+    """The flags every tool has, added to its own ``FlagValues`` once."""
+    if quiet_import.VERBOSE_FLAG not in flag_values:
+        flags.DEFINE_bool(
+            quiet_import.VERBOSE_FLAG,
+            False,
+            "Show TensorFlow's C++ start-up log lines (oneDNN, CUDA, CPU instructions), which are "
+            f"otherwise held back; also {quiet_import.VERBOSE_ENV}=1. A TF_CPP_MIN_LOG_LEVEL set in the "
+            "environment is always respected.",
+            flag_values=flag_values,
+        )
 
 
 def parse_flags(flag_values: flags.FlagValues, argv: list[str], doc: str = "") -> list[str]:
     """``app.run``'s flag parser: the tool's own flags, then absl's (``--verbosity``, ...)."""
+    _define_common_flags(flag_values)
     if any(arg in _HELP for arg in argv[1:]):
         if doc:
             print(doc)
@@ -29,20 +51,38 @@ def parse_flags(flag_values: flags.FlagValues, argv: list[str], doc: str = "") -
         sys.exit(2)
 
 
-def parse_argv(flag_values: flags.FlagValues, argv: list[str]) -> list[str]:
+def parse_argv(flag_values: flags.FlagValues, argv: list[str], positional: bool = False) -> list[str]:
     """For ``main(argv)`` called from Python with a full command line: (re)parses the flags.
 
-    Returns what is left of ``argv`` (the program name alone when all was parsed);
-    anything else left is a usage error.
+    Returns what is left of ``argv`` (the program name alone when all was parsed,
+    followed by the positional arguments); positional arguments are a usage
+    error unless ``positional``.
     """
+    _define_common_flags(flag_values)
     if any(arg.startswith("-") for arg in argv[1:]):
         flag_values.unparse_flags()
         argv = flag_values(list(argv))
-    if len(argv) > 1:
+    if len(argv) > 1 and not positional:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     return argv
 
 
-def run(main, flag_values: flags.FlagValues, doc: str = "") -> None:
-    """``app.run(main)`` with the tool's own flags."""
-    app.run(main, flags_parser=lambda argv: parse_flags(flag_values, argv, doc))
+def run(main, flag_values: flags.FlagValues, doc: str = "", tensorflow: bool = True) -> None:
+    """``app.run(main)`` with the tool's own flags.
+
+    Args:
+      main: the tool's ``main(argv)``.
+      flag_values: the tool's flags.
+      doc: printed above the flags by ``--help``.
+      tensorflow: import TensorFlow (quietly, see the module docstring) after the
+        flags are parsed; False for a tool that never loads it.
+    """
+
+    def parse(argv: list[str]) -> list[str]:
+        rest = parse_flags(flag_values, argv, doc)
+        if tensorflow:
+            flag = flag_values[quiet_import.VERBOSE_FLAG]
+            quiet_import.import_tensorflow(verbose=flag.value if flag.present else None)
+        return rest
+
+    app.run(main, flags_parser=parse)

@@ -1,8 +1,13 @@
 """Copy synthesis with the shipped model: recordings -> mel -> audio, beside Griffin-Lim.
 
     python -m tfwaveglow.demo [--input_dir=examples] [--model=models/fishfillets_cs] \\
-        [--output_dir=demo_output] [--sigma=0.6] [--denoiser_strength=0.1] [--seed=0] \\
+        [--output_dir=demo_output] [--sigma=S] [--denoiser_strength=D] [--seed=0] \\
         [--griffin_lim_iterations=60]
+
+Sigma and the denoiser strength default to the model's recommendations, the
+``export`` section of its ``params.yaml`` (the shipped model: 0.6 and 0.1); where
+that strength is 0 the demo uses 0.1, as ``waveglow_denoised.wav`` needs a
+denoiser. The values used are printed.
 
 For every ``.wav``/``.flac``/``.ogg`` under ``--input_dir`` (recursively) the
 audio is read at the model's sampling rate and its log-mel computed with the
@@ -62,9 +67,15 @@ flags.DEFINE_string(
     flag_values=FLAGS,
 )
 flags.DEFINE_string("output_dir", "demo_output", "Where the outputs and summary.json go.", flag_values=FLAGS)
-flags.DEFINE_float("sigma", 0.6, "WaveGlow's latent standard deviation.", flag_values=FLAGS)
 flags.DEFINE_float(
-    "denoiser_strength", DEFAULT_DENOISER_STRENGTH, "Denoiser strength of waveglow_denoised.wav.", flag_values=FLAGS
+    "sigma", None, "WaveGlow's latent standard deviation (default: the model's export.sigma).", flag_values=FLAGS
+)
+flags.DEFINE_float(
+    "denoiser_strength",
+    None,
+    f"Denoiser strength of waveglow_denoised.wav (default: the model's export.denoiser_strength, "
+    f"{DEFAULT_DENOISER_STRENGTH:g} where that is 0).",
+    flag_values=FLAGS,
 )
 flags.DEFINE_integer("seed", 0, "Seed of every file's latent and Griffin-Lim initial phase.", flag_values=FLAGS)
 flags.DEFINE_integer("griffin_lim_iterations", 60, "Griffin-Lim iterations.", flag_values=FLAGS)
@@ -76,6 +87,30 @@ class DemoError(RuntimeError):
 
 class InputError(ValueError):
     """One input file cannot be synthesised (unreadable, empty, too short); the message names it."""
+
+
+def settings_from_model(export, sigma: float | None = None, denoiser_strength: float | None = None):
+    """The demo's sigma and denoiser strength: the given values, else the model's recommendations.
+
+    Args:
+      export: the model's ``params.export`` (``sigma``, ``denoiser_strength``).
+      sigma, denoiser_strength: from the command line, or None.
+
+    Returns:
+      ``(sigma, denoiser_strength, description)``; the description says where each came from.
+      A recommended strength of 0 (no denoiser) gives :data:`DEFAULT_DENOISER_STRENGTH`.
+    """
+    if sigma is None:
+        sigma, sigma_source = float(export.sigma), "the model's export.sigma"
+    else:
+        sigma, sigma_source = float(sigma), "--sigma"
+    if denoiser_strength is not None:
+        strength, strength_source = float(denoiser_strength), "--denoiser_strength"
+    elif export.denoiser_strength > 0:
+        strength, strength_source = float(export.denoiser_strength), "the model's export.denoiser_strength"
+    else:
+        strength, strength_source = DEFAULT_DENOISER_STRENGTH, "the demo's default: the model recommends no denoiser"
+    return sigma, strength, f"sigma {sigma:g} ({sigma_source}), denoiser strength {strength:g} ({strength_source})"
 
 
 def output_names(rel_paths: list[str]) -> dict:
@@ -319,14 +354,16 @@ def main(argv) -> None:
         sys.exit(f"demo: error: {e}{hint}")
     except (ConfigError, ModelLoadError) as e:
         sys.exit(f"demo: error: {e}")
+    sigma, denoiser_strength, settings = settings_from_model(params.export, FLAGS.sigma, FLAGS.denoiser_strength)
+    print(f"demo: {settings}")
     try:
         summary = run_demo(
             model,
             params,
             FLAGS.input_dir,
             FLAGS.output_dir,
-            sigma=FLAGS.sigma,
-            denoiser_strength=FLAGS.denoiser_strength,
+            sigma=sigma,
+            denoiser_strength=denoiser_strength,
             seed=FLAGS.seed,
             griffin_lim_iterations=FLAGS.griffin_lim_iterations,
             model_path=FLAGS.model,

@@ -1,15 +1,18 @@
 """Corpus preparation: audio files in, training-ready audio, mels and file lists out.
 
 For every audio file (``.wav``, ``.flac``, ``.ogg``) found recursively under
-``wave_dir``, with utterance id ``<relative path without extension>``:
+``wave_dir``, following symbolic links to files and folders (each real file once,
+link cycles cut: :func:`search_audio_files`), with utterance id ``<relative path
+without extension>``:
 
 - ``<data_dir>/audio/<id>.wav``: mono 16-bit PCM at ``audio.sampling_rate`` (mixed
   down and resampled with soxr when the source differs); this is what training reads;
 - ``<mel_dir>/<id>.npy``: float32 ``[1 + samples // hop_length, n_mel_channels]``,
   the log-mel of exactly the 16-bit audio above;
 - ``<data_dir>/train.txt`` and ``<data_dir>/valid.txt``: utterance ids, one a line;
-- ``<data_dir>/preprocess_report.json``: counts, durations, the params used and
-  every skipped file with its reason;
+- ``<data_dir>/preprocess_report.json``: counts, durations, the params used,
+  every skipped file with its reason, and every path not followed (a link cycle,
+  a second path to a file or folder, a broken link) with its reason;
 - ``<data_dir>/manifest.json``: per-file bookkeeping (source size and mtime, the
   params hash, the outcome) that lets a later run redo only what changed.
 
@@ -33,10 +36,13 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import hashlib
+import heapq
 import json
 import os
+import stat as stat_module
 import sys
 import time
+import typing
 from collections.abc import Callable
 
 import numpy as np
@@ -47,6 +53,7 @@ from tfwaveglow.config import AudioParams, Params
 
 __all__ = [
     "AUDIO_EXTENSIONS",
+    "AudioSearch",
     "PreprocessError",
     "SILENCE_PEAK",
     "find_audio_files",
@@ -54,6 +61,7 @@ __all__ = [
     "preprocess_corpus",
     "process_file",
     "save_mel",
+    "search_audio_files",
     "split_ids",
     "summarize",
 ]
@@ -79,17 +87,114 @@ def params_hash(audio_params: AudioParams) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def find_audio_files(wave_dir: str) -> list[str]:
-    """Relative paths (``/``-separated, sorted) of the audio files under ``wave_dir``, recursively."""
-    found = []
-    for root, dirs, files in os.walk(wave_dir):
-        dirs.sort()
-        for name in files:
-            if name.startswith(".") or not name.lower().endswith(AUDIO_EXTENSIONS):
+class AudioSearch(typing.NamedTuple):
+    """What :func:`search_audio_files` found."""
+
+    files: list[str]
+    """Relative paths (``/``-separated, sorted) of the audio files, each real file once."""
+    not_followed: list[dict]
+    """``{"path", "reason"}`` for every path left out (a folder's path ends in ``/``), sorted by path."""
+
+
+def _identity(stat: os.stat_result) -> tuple[int, int]:
+    return stat.st_dev, stat.st_ino
+
+
+def _folders_holding(path: str) -> dict[tuple[int, int], str]:
+    """``{identity: path}`` of the real folder ``path`` and every folder above it."""
+    held = {}
+    path = os.path.realpath(path)
+    while True:
+        with contextlib.suppress(OSError):
+            held[_identity(os.stat(path))] = path
+        parent = os.path.dirname(path)
+        if parent == path:
+            return held
+        path = parent
+
+
+def _link_target(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return "?"
+
+
+def search_audio_files(wave_dir: str) -> AudioSearch:
+    """The audio files under ``wave_dir``, recursively, following symbolic links to files and folders.
+
+    A file's name decides (``.wav``, ``.flac``, ``.ogg``, any case; names starting
+    with ``.`` are left out). Each real file and folder (by ``st_dev, st_ino``) is
+    used once: of the paths that reach it, the one through the fewest links, then
+    the first in sorted order; the others are ``not_followed`` as
+    ``duplicate of <path>``. A folder link that leads back to a folder it is in (or
+    to ``wave_dir`` or a folder above it) is a ``link cycle`` and not followed; a
+    link to nothing is a ``broken link``; an unreadable folder is named too.
+
+    Args:
+      wave_dir: the folder to search.
+
+    Returns:
+      :class:`AudioSearch`.
+    """
+    root = os.path.abspath(os.fspath(wave_dir))
+    above = _folders_holding(root)
+    not_followed: list[dict] = []
+    candidates: dict[tuple[int, int], list[tuple[int, str]]] = collections.defaultdict(list)
+    walked: dict[tuple[int, int], str] = {}
+    # Folders still to walk, fewest links first: (links on the way, relative path, path, ancestors),
+    # ancestors being {identity: relative path} of the folders the path passes through.
+    queue: list[tuple[int, str, str, dict]] = [(0, "", root, {})]
+    while queue:
+        links, rel_dir, path, ancestors = heapq.heappop(queue)
+        shown = rel_dir + "/" if rel_dir else "./"
+        try:
+            identity = _identity(os.stat(path))
+            if identity in walked:
+                not_followed.append({"path": shown, "reason": f"duplicate of {walked[identity]}/"})
                 continue
-            rel = os.path.relpath(os.path.join(root, name), wave_dir)
-            found.append(rel.replace(os.sep, "/"))
-    return sorted(found)
+            walked[identity] = rel_dir
+            with os.scandir(path) as scan:
+                entries = sorted(scan, key=lambda entry: entry.name)
+        except OSError as e:
+            not_followed.append({"path": shown, "reason": f"unreadable folder: {e.strerror or e}"})
+            continue
+        inside = {**ancestors, identity: rel_dir}
+        for entry in entries:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            hidden = entry.name.startswith(".")
+            try:
+                is_link = entry.is_symlink()
+                stat = entry.stat()  # through the link
+            except OSError as e:
+                if not hidden:
+                    what = f"broken link to {_link_target(entry.path)}" if os.path.islink(entry.path) else "cannot read"
+                    not_followed.append({"path": rel, "reason": f"{what}: {e.strerror or e}"})
+                continue
+            through = links + int(is_link)
+            if stat_module.S_ISDIR(stat.st_mode):
+                target = _identity(stat)
+                if is_link and target in inside:
+                    reason = f"link cycle: leads back to {inside[target] + '/' if inside[target] else 'wave_dir'}"
+                elif is_link and target in above:
+                    reason = f"link cycle: leads to {above[target]}, which holds wave_dir"
+                else:
+                    heapq.heappush(queue, (through, rel, entry.path, inside))
+                    continue
+                not_followed.append({"path": rel + "/", "reason": reason})
+            elif stat_module.S_ISREG(stat.st_mode) and not hidden and entry.name.lower().endswith(AUDIO_EXTENSIONS):
+                candidates[_identity(stat)].append((through, rel))
+    found = []
+    for paths in candidates.values():
+        paths.sort()
+        found.append(paths[0][1])
+        not_followed += [{"path": rel, "reason": f"duplicate of {paths[0][1]}"} for _, rel in paths[1:]]
+    return AudioSearch(sorted(found), sorted(not_followed, key=lambda item: item["path"]))
+
+
+def find_audio_files(wave_dir: str) -> list[str]:
+    """Relative paths (``/``-separated, sorted) of the audio files under ``wave_dir``: :func:`search_audio_files`."""
+    return search_audio_files(wave_dir).files
 
 
 def _utterance_id(rel_path: str) -> str:
@@ -326,7 +431,10 @@ def preprocess_corpus(
         raise PreprocessError(f"wave_dir {wave_dir!r} does not exist")
     if not os.path.isdir(wave_dir):
         raise PreprocessError(f"wave_dir {wave_dir!r} is not a directory")
-    sources = find_audio_files(wave_dir)
+    search = search_audio_files(wave_dir)
+    sources = search.files
+    for item in search.not_followed:
+        _console(f"skipped {os.path.join(wave_dir, item['path'])}: {item['reason']}", None)
     if not sources:
         raise PreprocessError(f"wave_dir {wave_dir!r} holds no audio files ({', '.join(AUDIO_EXTENSIONS)})")
     _check_dir_writable(mel_dir, "mel_dir")
@@ -443,6 +551,7 @@ def preprocess_corpus(
         up_to_date=up_to_date,
         usable=usable,
         skipped=skipped,
+        not_followed=search.not_followed,
         train_ids=train_ids,
         valid_ids=valid_ids,
         elapsed=elapsed,
@@ -477,6 +586,7 @@ def _build_report(
     up_to_date,
     usable,
     skipped,
+    not_followed,
     train_ids,
     valid_ids,
     elapsed,
@@ -502,6 +612,7 @@ def _build_report(
             "up_to_date": up_to_date,
             "usable": len(usable),
             "skipped": len(skipped),
+            "not_followed": len(not_followed),
             "train": len(train_ids),
             "valid": len(valid_ids),
         },
@@ -512,6 +623,7 @@ def _build_report(
         "speakers": dict(sorted(speakers.items())),
         "source_sampling_rates": dict(sorted(rates.items())),
         "skipped": skipped,
+        "not_followed": not_followed,
         "params": {"audio": dataclasses.asdict(params.audio), "params_hash": digest},
         "split": {"valid_fraction": valid_fraction, "split_seed": params.data.split_seed},
         "num_workers": workers,
@@ -525,7 +637,8 @@ def summarize(report: dict) -> str:
     c = report["counts"]
     lines = [
         f"{c['found']} audio files: {c['usable']} usable ({report['total_duration_s'] / 60:.1f} min), "
-        f"{c['skipped']} skipped; {c['processed_now']} processed now, {c['up_to_date']} already up to date",
+        f"{c['skipped']} skipped; {c['processed_now']} processed now, {c['up_to_date']} already up to date"
+        + (f"; {c['not_followed']} paths not followed (links, duplicates)" if c.get("not_followed") else ""),
         f"train {c['train']} ({report['train_duration_s'] / 60:.1f} min), "
         f"valid {c['valid']} ({report['valid_duration_s'] / 60:.1f} min)",
     ]
@@ -533,5 +646,7 @@ def summarize(report: dict) -> str:
         lines.append(f"{report['files_per_s']} files/s with {report['num_workers']} workers")
     for item in report["skipped"]:
         lines.append(f"  skipped {item['file']}: {item['reason']}")
+    for item in report.get("not_followed", []):
+        lines.append(f"  skipped {item['path']}: {item['reason']}")
     lines.append(f"mels in {report['mel_dir']}, audio in {report['audio_dir']}, lists in {report['data_dir']}")
     return "\n".join(lines)
