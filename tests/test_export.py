@@ -287,3 +287,88 @@ def test_window_frames_must_exceed_the_context(tmp_path):
     left, right = tfwaveglow.synthesis.context_frames(model)
     with pytest.raises(ValueError, match="must exceed the model's context"):
         export_saved_model(model, tiny_params(), tmp_path / "waveglow" / "1", window_frames=left + right + 2)
+
+
+LITERT_FRESH = """
+import sys
+sys.modules["tensorflow"] = None  # LiteRT alone: any import of TensorFlow now fails
+sys.modules["tfwaveglow"] = None
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+try:
+    import tensorflow
+    sys.exit("tensorflow must not be importable here")
+except ImportError:
+    pass
+inputs = dict(np.load(sys.argv[2]))
+runner = Interpreter(model_path=sys.argv[1]).get_signature_runner("synthesize_from_latent")
+out = {}
+for key in ("short", "long"):
+    out[key] = runner(mel=inputs[key + "_mel"], z=inputs[key + "_z"], sigma=inputs["sigma"])["audio"]
+np.savez(sys.argv[3], **out)
+assert "tensorflow" not in [m for m in sys.modules if sys.modules[m] is not None]
+"""
+
+
+@pytest.mark.parametrize("precision", ["float32", "float16"])
+def test_litert_model_runs_without_tensorflow_equal_to_model_infer(tmp_path, precision):
+    """The .tflite from the CLI, in a process that cannot import TensorFlow, against ``model.infer``."""
+    params = tiny_params()
+    model = tiny_model(seed=14)
+    model_dir = tmp_path / "model"
+    tfwaveglow.save_model(model, model_dir, params)
+    left, right = tfwaveglow.synthesis.context_frames(model)
+    window = left + right + 2 + 6
+    out_file = tmp_path / "device" / "waveglow.tflite"
+    run(
+        [sys.executable, "-m", "tfwaveglow.export", f"--model={model_dir}", f"--output={out_file}", "--format=tflite",
+         f"--precision={precision}", f"--window_frames={window}"],
+        cwd=ROOT,
+    )  # fmt: skip
+    rng = np.random.default_rng(14)
+    inputs = {"sigma": np.array([0.7], np.float32)}
+    for key, frames in (("short", 7), ("long", 5 * window + 2)):
+        inputs[key + "_mel"] = random_mel(rng, frames)[None]
+        inputs[key + "_z"] = rng.standard_normal((1, frames * HOP // N_GROUP, N_GROUP)).astype(np.float32)
+    np.savez(tmp_path / "inputs.npz", **inputs)
+    (tmp_path / "litert.py").write_text(LITERT_FRESH)
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}
+    run([sys.executable, "-I", str(tmp_path / "litert.py"), str(out_file), str(tmp_path / "inputs.npz"),
+         str(tmp_path / "out.npz")], cwd=str(tmp_path), env=env)  # fmt: skip
+    out = dict(np.load(tmp_path / "out.npz"))
+    # float16 storage: the reference is the model with its weights rounded to float16; the converter
+    # folds some products of weights (and the 1x1 inverses) before rounding them, hence the looser bound.
+    reference, tolerance = model, 1e-4
+    if precision == "float16":
+        tolerance = 5e-3
+        reference = tiny_model(seed=14)
+        for var in reference.weights:
+            var.assign(var.numpy().astype(np.float16).astype(np.float32))
+    for key in ("short", "long"):
+        expected = reference.infer(inputs[key + "_mel"], 0.7, z=inputs[key + "_z"]).numpy()
+        assert out[key].shape == expected.shape
+        relative = np.max(np.abs(out[key] - expected)) / np.max(np.abs(expected))
+        assert relative < tolerance, (key, relative)
+
+
+def test_bfloat16_saved_model_runs_the_wns_in_bfloat16_close_to_float32(tmp_path):
+    model = tiny_model(seed=15)
+    params = tiny_params()
+    f32 = tf.saved_model.load(export_saved_model(model, params, tmp_path / "f32" / "1"))
+    bf16 = tf.saved_model.load(export_saved_model(model, params, tmp_path / "bf16" / "1", precision="bfloat16"))
+    rng = np.random.default_rng(15)
+    mel = random_mel(rng, 20)[None]
+    z = rng.standard_normal((1, 20 * HOP // N_GROUP, N_GROUP)).astype(np.float32)
+    sigma = np.array([0.6], np.float32)
+    a = f32.signatures["synthesize_from_latent"](mel=mel, z=z, sigma=sigma)["audio"].numpy()
+    b = bf16.signatures["synthesize_from_latent"](mel=mel, z=z, sigma=sigma)["audio"].numpy()
+    assert b.dtype == np.float32
+    np.testing.assert_allclose(a, model.infer(mel, 0.6, z=z).numpy(), atol=1e-5)
+    snr = 10 * np.log10(np.sum(a**2) / np.sum((a - b) ** 2))
+    assert 15 < snr < 80  # bfloat16 rounding is there, and small (the NVIDIA model's figure: docs/benchmarks.md)
+    graph = bf16.signatures["synthesize_from_latent"].graph.as_graph_def()
+    nodes = [n for f in graph.library.function for n in f.node_def]
+    wn_products = {n.attr["T"].type for n in nodes if n.op == "MatMul"}
+    flow_products = {n.attr["T"].type for n in nodes if n.op == "BatchMatMulV2"}  # the 1x1 convs' inverses
+    assert tf.bfloat16.as_datatype_enum in wn_products
+    assert flow_products == {tf.float32.as_datatype_enum}

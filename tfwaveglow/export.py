@@ -1,6 +1,9 @@
-"""SavedModel export of the synthesis graph, for TF Serving.
+"""SavedModel export of the synthesis graph, for TF Serving (and the entry point of the LiteRT export).
 
-    python -m tfwaveglow.export --model=DIR --output=EXPORT/waveglow/1
+    python -m tfwaveglow.export --model=DIR --output=EXPORT/waveglow/1 [--precision=bfloat16]
+    python -m tfwaveglow.export --model=DIR --output=waveglow.tflite --format=tflite [--precision=float16]
+
+(the LiteRT flatbuffer: :mod:`tfwaveglow.export_litert`)
 
 writes TF Serving's versioned layout (``EXPORT/waveglow`` is the model base
 path, ``1`` the version) with weight norm folded and these signatures:
@@ -60,6 +63,8 @@ from tfwaveglow.synthesis import DEFAULT_WINDOW_FRAMES, context_frames, draw_lat
 __all__ = ["SIGNATURES", "WaveGlowServingModule", "export_saved_model", "main"]
 
 SIGNATURES = ("serving_default", "synthesize", "synthesize_from_latent")
+SAVED_MODEL_PRECISIONS = ("float32", "bfloat16")
+FORMATS = ("saved_model", "tflite")
 
 
 class _Untracked:
@@ -86,6 +91,9 @@ class WaveGlowServingModule(tf.Module):
         many frames (overlapping by the receptive field plus one frame each
         side, as ``synthesize.py`` does) and denoised in blocks, so a request's
         memory beyond its own mel, latent and audio does not grow with it.
+      precision: ``"float32"``, or ``"bfloat16"``: the conditioning and the WNs'
+        convolutions and matrix products in bfloat16, the flow (1x1 convs,
+        affine steps) and the denoiser in float32; inputs and outputs stay float32.
     """
 
     # Frames added to the derived context on each side, as synthesis.Synthesizer's default.
@@ -99,8 +107,12 @@ class WaveGlowServingModule(tf.Module):
         sigma: float = 0.6,
         denoiser_strength: float = 0.0,
         window_frames: int = DEFAULT_WINDOW_FRAMES,
+        precision: str = "float32",
     ):
         super().__init__(name="waveglow")
+        if precision not in SAVED_MODEL_PRECISIONS:
+            raise ValueError(f"precision must be one of {SAVED_MODEL_PRECISIONS}, got {precision!r}")
+        self._compute_dtype = tf.as_dtype(precision)
         if not sigma >= 0 or not denoiser_strength >= 0:
             raise ValueError(f"sigma ({sigma}) and denoiser_strength ({denoiser_strength}) must be >= 0")
         model = model.fold_weight_norm()
@@ -224,7 +236,9 @@ class WaveGlowServingModule(tf.Module):
         return {"audio": tf.clip_by_value(audio, -1.0, 1.0)}
 
     def _infer(self, mel, sigma, z):
-        """``model.infer`` in windows (:func:`tfwaveglow.synthesis.infer_in_windows`)."""
+        """``model.infer`` in windows (:func:`tfwaveglow.synthesis.infer_in_windows`), in the export's precision."""
+        if self._compute_dtype != tf.float32:
+            mel = tf.cast(mel, self._compute_dtype)  # the WNs follow the mel's dtype; the flow stays float32
         return infer_in_windows(self.model, mel, z, sigma, self._window_frames, self._window_context)
 
     def _synthesize(self, mel, mel_lengths, sigma, denoiser_strength, seed):
@@ -296,6 +310,7 @@ def export_saved_model(
     denoiser_strength: float | None = None,
     overwrite: bool = False,
     window_frames: int = DEFAULT_WINDOW_FRAMES,
+    precision: str = "float32",
 ) -> str:
     """Writes the SavedModel to ``output_dir`` (``BASE/NAME/VERSION``, VERSION a number).
 
@@ -310,6 +325,7 @@ def export_saved_model(
         ``params.export``).
       overwrite: replace an existing version directory.
       window_frames: frames per synthesis window (see :class:`WaveGlowServingModule`).
+      precision: ``"float32"`` or ``"bfloat16"`` (see :class:`WaveGlowServingModule`).
 
     Returns:
       ``output_dir``.
@@ -331,7 +347,13 @@ def export_saved_model(
         params_path = os.path.join(tmp, "params.yaml")
         save_params(params, params_path)
         module = WaveGlowServingModule(
-            model, params, params_path, sigma=sigma, denoiser_strength=strength, window_frames=window_frames
+            model,
+            params,
+            params_path,
+            sigma=sigma,
+            denoiser_strength=strength,
+            window_frames=window_frames,
+            precision=precision,
         )
         staged = os.path.join(tmp, "saved_model")
         tf.saved_model.save(module, staged, signatures=module.signatures())
@@ -345,7 +367,23 @@ FLAGS = flags.FlagValues()
 flags.DEFINE_string(
     "model", None, "Inference model directory, training run directory or checkpoint prefix.", flag_values=FLAGS
 )
-flags.DEFINE_string("output", None, "Version directory to write, e.g. export/waveglow/1.", flag_values=FLAGS)
+flags.DEFINE_string(
+    "output",
+    None,
+    "Version directory to write, e.g. export/waveglow/1 (saved_model), or the .tflite file (tflite).",
+    flag_values=FLAGS,
+)
+flags.DEFINE_enum(
+    "format", "saved_model", FORMATS, "saved_model (TF Serving) or tflite (LiteRT, devices).", flag_values=FLAGS
+)
+flags.DEFINE_enum(
+    "precision",
+    "float32",
+    ["float32", "bfloat16", "float16"],
+    "saved_model: float32 or bfloat16 (WNs in bfloat16, the flow in float32); tflite: float32 or float16 "
+    "(float16 weights).",
+    flag_values=FLAGS,
+)
 flags.DEFINE_float("sigma", None, "serving_default's sigma (default: params.export.sigma, 0.6).", flag_values=FLAGS)
 flags.DEFINE_float(
     "denoiser_strength",
@@ -368,19 +406,29 @@ def main(argv) -> int:
     cli.parse_argv(FLAGS, argv)
     try:
         model, params = load_model_and_params(FLAGS.model)
-        path = export_saved_model(
-            model,
-            params,
-            FLAGS.output,
-            sigma=FLAGS.sigma,
-            denoiser_strength=FLAGS.denoiser_strength,
-            overwrite=FLAGS.overwrite,
-            window_frames=FLAGS.window_frames,
-        )
+        if FLAGS.format == "tflite":
+            from tfwaveglow.export_litert import LITERT_SIGNATURE, export_litert
+
+            path = export_litert(
+                model, params, FLAGS.output, precision=FLAGS.precision, window_frames=FLAGS.window_frames
+            )
+            signatures = [LITERT_SIGNATURE]
+        else:
+            path = export_saved_model(
+                model,
+                params,
+                FLAGS.output,
+                sigma=FLAGS.sigma,
+                denoiser_strength=FLAGS.denoiser_strength,
+                overwrite=FLAGS.overwrite,
+                window_frames=FLAGS.window_frames,
+                precision=FLAGS.precision,
+            )
+            signatures = SIGNATURES
     except (OSError, ValueError) as e:  # missing files, ModelLoadError, ConfigError, a bad --output
         print(f"export failed: {e}", file=sys.stderr)
         return 1
-    print(f"exported {FLAGS.model} to {path} (signatures: {', '.join(SIGNATURES)})")
+    print(f"exported {FLAGS.model} to {path} ({FLAGS.format}, {FLAGS.precision}; signatures: {', '.join(signatures)})")
     return 0
 
 

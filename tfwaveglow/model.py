@@ -288,7 +288,7 @@ class WaveGlow(keras.Model):
         shape = tf.shape(mel)
         return tf.stack([shape[0], shape[1] * self.hop_length // self.n_group, self.n_group])
 
-    def infer(self, mel, sigma=0.6, z=None, seed=None, conditioning=None):
+    def infer(self, mel, sigma=0.6, z=None, seed=None, conditioning=None, inverse_kernels=None):
         """Mel to audio (synthesis direction).
 
         The flow runs in float32; a float16/bfloat16 ``mel`` runs the upsampler
@@ -305,6 +305,10 @@ class WaveGlow(keras.Model):
           conditioning: optional :class:`ComposedConditioning` from
             :meth:`compose_conditioning`: the same audio from fewer operations,
             at the price of its memory.
+          inverse_kernels: optional per-flow ``W^-1`` (``[n_remaining, n_remaining]``
+            float32 each, e.g. constants for a graph without a matrix inverse,
+            or computed once for many calls); by default each 1x1 conv inverts
+            its kernel here.
 
         Returns:
           ``[B, F * hop]`` float32 audio (NVIDIA drops the upsampler's last
@@ -341,7 +345,7 @@ class WaveGlow(keras.Model):
         end = n_early_total
         for k in reversed(range(self.n_flows)):
             x = self.couplings[k].inverse(x, compute_dtype=compute_dtype, **flow_condition(k))
-            x = self.convinv[k].inverse(x)
+            x = self.convinv[k].inverse(x, None if inverse_kernels is None else inverse_kernels[k])
             if self._early_output_before(k):
                 x = tf.concat([sigma * z[:, :, end - self.n_early_size : end], x], axis=-1)
                 end -= self.n_early_size
@@ -599,3 +603,27 @@ class ComposedConditioning(tf.Module):
 
 def count_parameters(model: keras.Model) -> int:
     return int(sum(np.prod(v.shape) for v in model.weights))
+
+
+def multiply_adds_per_sample(model: WaveGlow) -> float:
+    """Multiply-adds of one synthesis pass per output sample, counted on the architecture as defined.
+
+    Per group step and flow: the condition's 1x1 (``cond_channels x 2CL``), ``start``
+    (``n_half x C``), each WN layer's dilated conv (``2 k C^2``, or ``k C + 2 C^2``
+    separable) and residual/skip 1x1 (``2 C^2``, the last ``C^2``), ``end``
+    (``C x 2 n_half``) and the 1x1 invertible conv (``channels^2``); divided by
+    ``n_group``, plus the transposed-conv upsampler's ``n_mel^2 kernel / hop``.
+    Synthesis may regroup these exactly into fewer (e.g. composed conditioning);
+    training's forward and backward take about three times as many.
+    """
+    total = 0.0
+    c, layers, k = model.wn_n_channels, model.wn_n_layers, model.wn_kernel_size
+    dilated = k * c + 2 * c * c if model.wn_separable else 2 * k * c * c
+    for conv, coupling in zip(model.convinv, model.couplings):
+        n_half = coupling.n_half
+        per_step = model.cond_channels * 2 * c * layers + n_half * c + layers * dilated
+        per_step += (layers - 1) * 2 * c * c + c * c + c * 2 * n_half + conv.channels**2
+        total += per_step / model.n_group
+    if model.upsample is not None:
+        total += model.n_mel_channels**2 * model.upsample_kernel_size / model.hop_length
+    return total

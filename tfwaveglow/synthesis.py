@@ -232,7 +232,7 @@ def plan_windows(frames: int, window_frames: int, left: int, right: int) -> list
     return windows
 
 
-def infer_in_windows(model, mel, z, sigma, window_frames: int, context: tuple[int, int]):
+def infer_in_windows(model, mel, z, sigma, window_frames: int, context: tuple[int, int], inverse_kernels=None):
     """``model.infer(mel, sigma, z)`` computed window by window inside a graph (:func:`plan_windows`' rule).
 
     The windows are synthesised one after another (a ``tf.while_loop``), so
@@ -247,6 +247,7 @@ def infer_in_windows(model, mel, z, sigma, window_frames: int, context: tuple[in
       sigma: scalar or ``[B]``.
       window_frames: frames per window, more than ``sum(context)``.
       context: ``(left, right)`` frames a kept frame needs (:func:`context_frames`, plus a margin).
+      inverse_kernels: passed to ``model.infer`` (by default each window inverts the 1x1 convs).
 
     Returns:
       ``[B, F * hop]`` float32.
@@ -258,20 +259,27 @@ def infer_in_windows(model, mel, z, sigma, window_frames: int, context: tuple[in
     frames = tf.shape(mel)[1]
     one_window = frames <= window_frames
 
-    def body(index, keep_start, kept):
+    def body(keep_start, audio):
         start = tf.where(one_window, 0, tf.minimum(tf.maximum(keep_start - left, 0), frames - window_frames))
         stop = tf.where(one_window, frames, start + window_frames)
         keep_stop = tf.where(tf.equal(stop, frames), frames, stop - right)
-        audio = model.infer(mel[:, start:stop], sigma, z=z[:, start * steps_per_frame : stop * steps_per_frame])
-        # Time first, so the kept pieces concatenate along the TensorArray's axis 0.
-        piece = tf.transpose(audio[:, (keep_start - start) * hop : (keep_stop - start) * hop])
-        return index + 1, keep_stop, kept.write(index, piece)
+        window = model.infer(
+            mel[:, start:stop],
+            sigma,
+            z=z[:, start * steps_per_frame : stop * steps_per_frame],
+            inverse_kernels=inverse_kernels,
+        )
+        piece = window[:, (keep_start - start) * hop : (keep_stop - start) * hop]
+        # The kept piece padded to the full length and added: the loop carries one tensor of a
+        # fixed shape (what LiteRT's while loop needs), for one full-length add per window.
+        piece = tf.pad(piece, [[0, 0], [keep_start * hop, (frames - keep_stop) * hop]])
+        return keep_stop, audio + piece
 
-    kept = tf.TensorArray(tf.float32, size=0, dynamic_size=True, infer_shape=False, element_shape=[None, None])
-    _, _, kept = tf.while_loop(
-        lambda index, keep_start, kept: keep_start < frames, body, [0, 0, kept], parallel_iterations=1
+    audio = tf.zeros(tf.stack([tf.shape(mel)[0], frames * hop]), tf.float32)
+    _, audio = tf.while_loop(
+        lambda keep_start, audio: keep_start < frames, body, [tf.constant(0), audio], parallel_iterations=1
     )
-    return tf.transpose(kept.concat())
+    return audio
 
 
 # ---------------------------------------------------------------------- engines
