@@ -44,6 +44,12 @@ flags.DEFINE_enum(
 flags.DEFINE_string(
     "valid_filelist", None, "Validation utterance ids (default: train.valid_filelist).", flag_values=FLAGS
 )
+flags.DEFINE_integer(
+    "steps",
+    None,
+    "Stop at this step this time (default: train.steps); the run's params keep their train.steps.",
+    flag_values=FLAGS,
+)
 flags.mark_flags_as_required(["filelist", "wave_dir", "lc_dir", "model_dir"], flag_values=FLAGS)
 
 
@@ -88,6 +94,7 @@ def main(argv):
             init_from=FLAGS.init_from,
             strategy=strategy,
             valid_filelist=FLAGS.valid_filelist,
+            steps=FLAGS.steps,
         )
     except (
         training.NonFiniteTrainingError,
