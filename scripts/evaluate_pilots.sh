@@ -22,7 +22,7 @@ CORPUS="${CORPUS_DIR:-$ROOT/corpus}"
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 mkdir -p "$OUT/heldout12"
 head -n 12 "$CORPUS/valid.txt" | while read -r id; do
-  ln -sf "$CORPUS/audio/$id.wav" "$OUT/heldout12/$id.wav"
+  mkdir -p "$(dirname "$OUT/heldout12/$id")" && ln -sf "$CORPUS/audio/$id.wav" "$OUT/heldout12/$id.wav"
 done
 for run in "$RUNS"/*/; do
   name="$(basename "$run")"

@@ -29,7 +29,9 @@ PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 THREADS="${THREADS:-2}"
 HELDOUT="$RUN/heldout12"
 mkdir -p "$HELDOUT"
-head -n 12 "$CORPUS/valid.txt" | while read -r id; do ln -sf "$CORPUS/audio/$id.wav" "$HELDOUT/$id.wav"; done
+head -n 12 "$CORPUS/valid.txt" | while read -r id; do
+  mkdir -p "$(dirname "$HELDOUT/$id")" && ln -sf "$CORPUS/audio/$id.wav" "$HELDOUT/$id.wav"
+done
 
 latest_step() {
   "$PYTHON" - "$RUN" <<'PY'
