@@ -238,3 +238,12 @@ def test_latent_slices_are_what_the_windows_see(engine):
     np.testing.assert_allclose(outs[0], outs[2], atol=1e-4, rtol=0)
     np.testing.assert_allclose(outs[1], outs[2], atol=1e-4, rtol=0)
     assert tf.reduce_max(tf.abs(outs[2])) > 0.01
+
+
+def test_default_window_is_512_frames_unless_the_context_needs_longer():
+    # NVIDIA's model: 100 + 97 frames of context with the margins; 512 frames keep 315 of them.
+    assert synthesis.default_window_frames((100, 97)) == 512
+    assert synthesis.default_window_frames((128, 127)) == 512
+    # A frame-rate model: 12 couplings x 127 steps of one frame, plus context and margin, each side.
+    assert synthesis.default_window_frames((1526, 1526)) == 4 * 3052
+    assert synthesis.default_window_frames((128, 128)) == 4 * 256

@@ -41,7 +41,7 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 
 from tfwaveglow.config import Params
 from tfwaveglow.model import WaveGlow
-from tfwaveglow.synthesis import DEFAULT_WINDOW_FRAMES, context_frames, infer_in_windows
+from tfwaveglow.synthesis import context_frames, default_window_frames, infer_in_windows
 
 __all__ = ["LITERT_PRECISIONS", "LITERT_SIGNATURE", "export_litert", "litert_model"]
 
@@ -64,7 +64,7 @@ def export_litert(
     params: Params,
     output_file: str | os.PathLike,
     precision: str = "float32",
-    window_frames: int = DEFAULT_WINDOW_FRAMES,
+    window_frames: int | None = None,
 ) -> str:
     """Converts the synthesis graph of ``model`` to a LiteRT flatbuffer at ``output_file``.
 
@@ -73,7 +73,7 @@ def export_litert(
       params: its params.
       output_file: the ``.tflite`` file to write (replaced atomically).
       precision: one of :data:`LITERT_PRECISIONS`.
-      window_frames: frames per synthesis window.
+      window_frames: frames per synthesis window (None: :func:`tfwaveglow.synthesis.default_window_frames`).
 
     Returns:
       ``output_file``.
@@ -89,6 +89,8 @@ def export_litert(
     output_file = os.path.abspath(os.fspath(output_file))
     device_model = litert_model(model, params)
     context = tuple(c + WINDOW_MARGIN_FRAMES for c in context_frames(device_model))
+    if window_frames is None:
+        window_frames = default_window_frames(context)
     if window_frames <= sum(context):
         raise ValueError(f"window_frames ({window_frames}) must exceed the model's context ({context} frames)")
     inverse_kernels = [

@@ -64,6 +64,20 @@ LATENT_SEED_STREAM = 0
 DEFAULT_WINDOW_FRAMES = 512
 
 
+def default_window_frames(context: tuple[int, int]) -> int:
+    """:data:`DEFAULT_WINDOW_FRAMES`, or four times the context where that is under half of it.
+
+    A frame-rate model (``n_group`` 256) sees far more frames than NVIDIA's, e.g.
+    12 couplings x 127 steps = 1524 frames each side; its windows are then that
+    much longer (its activations per frame are small, so memory stays low).
+
+    Args:
+      context: ``(left, right)`` frames a kept frame needs, margins included.
+    """
+    need = sum(context)
+    return DEFAULT_WINDOW_FRAMES if DEFAULT_WINDOW_FRAMES > 2 * need else 4 * need
+
+
 class MelError(ValueError):
     """A mel that cannot be synthesised; the message names the source and the problem."""
 
@@ -425,7 +439,8 @@ class Synthesizer:
 
     Args:
       engine: a :class:`ModelEngine` or :class:`SavedModelEngine`.
-      window_frames: frames per window (see :func:`plan_windows`).
+      window_frames: frames per window (see :func:`plan_windows`); None:
+        :func:`default_window_frames` of the context.
       batch_size: windows per model call.
       margin_frames: frames added to the derived context on each side.
       denoise_block_samples: samples per denoiser call.
@@ -434,7 +449,7 @@ class Synthesizer:
     def __init__(
         self,
         engine,
-        window_frames: int = DEFAULT_WINDOW_FRAMES,
+        window_frames: int | None = None,
         batch_size: int = 1,
         margin_frames: int = 1,
         denoise_block_samples: int = 1 << 20,
@@ -444,6 +459,8 @@ class Synthesizer:
         self.engine = engine
         left, right = engine.context
         self.context = (left + margin_frames, right + margin_frames)
+        if window_frames is None:
+            window_frames = default_window_frames(self.context)
         if window_frames <= sum(self.context):
             raise ValueError(
                 f"window_frames ({window_frames}) must exceed the model's context "
