@@ -50,9 +50,9 @@ flags.mark_flags_as_required(["reference_dir", "model"], flag_values=FLAGS)
 def main(argv):
     """Runs the evaluation; ``argv`` may carry the flags when called from Python."""
     cli.parse_argv(FLAGS, argv)
-    from tfwaveglow import ConfigError, ModelLoadError, evaluation
+    from tfwaveglow import evaluation
 
-    try:
+    with cli.exit_on_error("evaluate", evaluation.EvaluationError):
         model, params = evaluation.load_model_and_params(FLAGS.model, FLAGS.params)
         result = evaluation.evaluate_directory(
             model,
@@ -67,8 +67,6 @@ def main(argv):
             model_path=FLAGS.model,
             progress=FLAGS.progress,
         )
-    except (evaluation.EvaluationError, ConfigError, FileNotFoundError, ModelLoadError) as e:
-        sys.exit(f"evaluate: error: {e}")
     print(evaluation.markdown_report(result))
     if result["num_failed"] == result["num_files"]:
         sys.exit(f"evaluate: error: none of the {result['num_files']} reference files could be evaluated")

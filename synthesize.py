@@ -50,7 +50,11 @@ flags.DEFINE_float(
 flags.DEFINE_integer("seed", 0, "Latent seed of the first input; input i uses seed + i.", flag_values=FLAGS)
 flags.DEFINE_integer("batch_size", 1, "Utterance windows per model call.", flag_values=FLAGS)
 flags.DEFINE_integer(
-    "window_frames", 512, "Mel frames per synthesis window (long inputs are windowed).", flag_values=FLAGS
+    "window_frames",
+    None,
+    "Mel frames per synthesis window (long inputs are windowed); default 512, or four times the model's "
+    "context where that is more than half of 512.",
+    flag_values=FLAGS,
 )
 flags.DEFINE_enum(
     "conditioning",

@@ -452,9 +452,7 @@ def ship(
 def main(argv) -> None:
     """Ships the run; ``argv`` may carry the flags when called from Python."""
     cli.parse_argv(FLAGS, argv)
-    from tfwaveglow import ConfigError, ModelLoadError
-
-    try:
+    with cli.exit_on_error("ship_model", ShipError):
         result = ship(
             FLAGS.run_dir,
             FLAGS.output_dir,
@@ -465,8 +463,6 @@ def main(argv) -> None:
             evaluation_md=FLAGS.evaluation_md,
             max_megabytes=FLAGS.max_megabytes,
         )
-    except (ShipError, ConfigError, ModelLoadError, FileNotFoundError) as e:
-        sys.exit(f"ship_model: error: {e}")
     print(
         f"shipped step {result['steps']} to {FLAGS.output_dir} ({result['megabytes']:.1f} MB, "
         f"float16 SNR {result['snr_db']:.1f} dB, valid NLL {result['valid_nll']})"

@@ -12,12 +12,12 @@ from __future__ import annotations
 import glob
 import importlib.util
 import os
+import sys
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-import torch_layout
 
 import tfwaveglow
 from tfwaveglow import training
@@ -26,6 +26,9 @@ from tfwaveglow.audio import load_audio, mel_spectrogram
 torch = pytest.importorskip("torch")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "reference"))
+import tfwaveglow_weights  # noqa: E402
+
 SPEECH = sorted(glob.glob(os.path.join(ROOT, "tests", "data", "speech", "*", "*.ogg")))
 LR = 1e-3
 SEGMENT = 2048
@@ -66,26 +69,13 @@ def speech_batch(params):
 
 
 def tf_variables(model) -> dict:
-    """tfwaveglow's trainable variables by layer path, in PyTorch's layouts (``[out, in, k]``, ``g`` ``[out]``)."""
-    arrays = {}
-    for name, layer in model.named_layers().items():
-        if name == "upsample":
-            arrays["upsample.weight"] = torch_layout.upsample_kernel(layer.kernel)
-            arrays["upsample.bias"] = layer.bias.numpy()
-        elif name.startswith("convinv."):
-            arrays[f"{name}.conv.weight"] = layer.kernel.numpy()[:, :, None]
-        else:
-            arrays.update({f"{name}.{key}": value for key, value in torch_layout.conv_arrays(layer).items()})
-    return arrays
+    """tfwaveglow's trainable variables by the reference's names, in its layouts (``[out, in, k]``, ``g`` ``[out]``)."""
+    return tfwaveglow_weights.model_parameters(model)
 
 
 def torch_variables(reference, grads: bool = False) -> dict:
     """The reference's parameters (or their gradients) by the same names, ``g`` flattened to ``[out]``."""
-    arrays = {}
-    for key, param in reference.named_parameters():
-        value = (param.grad if grads else param).detach().numpy().copy()
-        arrays[key] = value.reshape(-1) if key.endswith("weight_g") else value
-    return arrays
+    return tfwaveglow_weights.reference_parameters(reference, grads=grads)
 
 
 @pytest.fixture(scope="module")

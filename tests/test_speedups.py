@@ -21,22 +21,7 @@ from tfwaveglow.layers.upsampler import compose_with_projection, frame_windows
 torch = pytest.importorskip("torch")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference"))
 import glow  # noqa: E402
-import torch_layout  # noqa: E402
-
-
-def to_torch_conv(module, layer):
-    """A layer's weights into a PyTorch conv; weight norm's v and g as they are (gradients depend on them)."""
-    arrays = {k: torch.from_numpy(v) for k, v in torch_layout.conv_arrays(layer).items()}
-    with torch.no_grad():
-        if hasattr(module, "weight_v"):
-            weight = arrays.get("weight")
-            v = arrays["weight_v"] if weight is None else weight
-            g = arrays["weight_g"] if weight is None else v.reshape(v.shape[0], -1).norm(dim=1)
-            module.weight_v.copy_(v)
-            module.weight_g.copy_(g[:, None, None])
-        else:
-            module.weight.copy_(torch.from_numpy(torch_layout.conv_kernel(layer.effective_kernel().numpy())))
-        module.bias.copy_(arrays["bias"])
+import tfwaveglow_weights  # noqa: E402
 
 
 def randomize(model_or_layer, seed, scale=0.1):
@@ -51,13 +36,9 @@ def randomize(model_or_layer, seed, scale=0.1):
 
 
 def torch_wn_like(wn: WN) -> glow.WN:
+    """The reference WN holding ``wn``'s weights; weight norm's v and g as they are (gradients depend on them)."""
     reference = glow.WN(wn.in_channels, wn.cond_channels, wn.n_layers, wn.n_channels, wn.kernel_size)
-    to_torch_conv(reference.start, wn.start)
-    to_torch_conv(reference.cond_layer, wn.cond_layer)
-    for i in range(wn.n_layers):
-        to_torch_conv(reference.in_layers[i], wn.in_layers[i])
-        to_torch_conv(reference.res_skip_layers[i], wn.res_skip_layers[i])
-    to_torch_conv(reference.end, wn.end)
+    tfwaveglow_weights.load_wn(reference, wn)
     return reference
 
 
@@ -121,26 +102,7 @@ def tiny_model(**overrides):
 
 
 def torch_model_like(model, weight_norm=False):
-    reference = glow.WaveGlow(
-        model.n_mel_channels,
-        model.n_flows,
-        model.n_group,
-        model.n_early_every,
-        model.n_early_size,
-        {"n_layers": model.wn_n_layers, "n_channels": model.wn_n_channels, "kernel_size": model.wn_kernel_size},
-    )
-    with torch.no_grad():
-        reference.upsample.weight.copy_(torch.from_numpy(torch_layout.upsample_kernel(model.upsample.kernel)))
-        reference.upsample.bias.copy_(torch.from_numpy(model.upsample.bias.numpy()))
-        for k in range(model.n_flows):
-            reference.convinv[k].conv.weight.copy_(torch.from_numpy(model.convinv[k].kernel.numpy()[:, :, None]))
-    for k in range(model.n_flows):
-        reference.WN[k] = torch_wn_like(model.couplings[k].wn)
-    if not weight_norm:
-        for module in reference.modules():
-            if hasattr(module, "weight_g"):
-                torch.nn.utils.remove_weight_norm(module)
-    return reference
+    return tfwaveglow_weights.reference_like(model, weight_norm=weight_norm)
 
 
 def test_composed_conditioning_synthesises_the_same_audio():
@@ -220,32 +182,21 @@ def test_training_gradients_match_pytorch_reference():
     audio = rng.uniform(-0.5, 0.5, (2, 4 * 256 + 64)).astype(np.float32)
     with tf.GradientTape() as tape:
         loss = tfwaveglow.nll_loss(model.forward(mel, audio))
-    variables = {v.path: v for v in model.trainable_variables}
-    grads = dict(zip(variables, tape.gradient(loss, list(variables.values()))))
+    variables = model.trainable_variables
+    grads = {v.path: g.numpy() for v, g in zip(variables, tape.gradient(loss, variables))}
     torch_loss = glow.WaveGlowLoss(1.0)(reference((torch.from_numpy(mel).transpose(1, 2), torch.from_numpy(audio))))
     torch_loss.backward()
     assert float(loss) == pytest.approx(torch_loss.item(), rel=1e-5)
 
-    def check(ours, theirs, name):
-        ours, theirs = np.asarray(ours), theirs.detach().numpy()
-        assert np.max(np.abs(theirs)) > 1e-6, name
-        np.testing.assert_allclose(ours, theirs, rtol=1e-3, atol=1e-4 * np.max(np.abs(theirs)), err_msg=name)
-
-    def path(suffix):
-        return next(p for p in variables if p.endswith(suffix))
-
-    check(grads[path("upsample/kernel")], reference.upsample.weight.grad.permute(2, 1, 0), "upsample")
-    check(grads[path("convinv_2/kernel")], reference.convinv[2].conv.weight.grad[:, :, 0], "convinv 2")
-    wn = reference.WN[1]
-    check(grads[path("coupling_1/WN/start/kernel_v")], wn.start.weight_v.grad[:, :, 0].T, "start v")
-    check(grads[path("coupling_1/WN/cond_layer/kernel_v")], wn.cond_layer.weight_v.grad[:, :, 0].T, "cond v")
-    check(grads[path("coupling_1/WN/cond_layer/kernel_g")], wn.cond_layer.weight_g.grad[:, 0, 0], "cond g")
-    check(grads[path("coupling_1/WN/in_layers_0/kernel_v")], wn.in_layers[0].weight_v.grad.permute(2, 1, 0), "in 0")
-    check(grads[path("coupling_1/WN/in_layers_2/kernel_v")], wn.in_layers[2].weight_v.grad.permute(2, 1, 0), "in 2")
-    check(grads[path("coupling_1/WN/in_layers_2/bias")], wn.in_layers[2].bias.grad, "in 2 bias")
-    for i in (0, 2):
-        theirs = wn.res_skip_layers[i].weight_v.grad[:, :, 0].T
-        check(grads[path(f"coupling_1/WN/res_skip_layers_{i}/kernel_v")], theirs, f"res_skip {i}")
-        check(grads[path(f"coupling_1/WN/res_skip_layers_{i}/bias")], wn.res_skip_layers[i].bias.grad, f"rs {i} b")
-    check(grads[path("coupling_1/WN/end/kernel")], wn.end.weight.grad[:, :, 0].T, "end")
-    check(grads[path("coupling_1/WN/end/bias")], wn.end.bias.grad, "end bias")
+    # Both sides' gradients in PyTorch's layouts, by its parameter names.
+    ours = tfwaveglow_weights.model_parameters(model, values=grads)
+    theirs = tfwaveglow_weights.reference_parameters(reference, grads=True)
+    checked = ["upsample.weight", "convinv.2.conv.weight"]
+    checked += [f"WN.1.{name}" for name in ("start.weight_v", "cond_layer.weight_v", "cond_layer.weight_g")]
+    checked += ["WN.1.in_layers.0.weight_v", "WN.1.in_layers.2.weight_v", "WN.1.in_layers.2.bias"]
+    checked += [f"WN.1.res_skip_layers.{i}.{name}" for i in (0, 2) for name in ("weight_v", "bias")]
+    checked += ["WN.1.end.weight", "WN.1.end.bias"]
+    for name in checked:
+        scale = np.max(np.abs(theirs[name]))
+        assert scale > 1e-6, name
+        np.testing.assert_allclose(ours[name], theirs[name], rtol=1e-3, atol=1e-4 * scale, err_msg=name)

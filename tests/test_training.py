@@ -23,15 +23,12 @@ from tfwaveglow.run_lock import RunDirectoryBusyError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# A tiny model: 2 flows with an early output between them, WN 2 x 8, 16 mel bins, 1024-sample segments.
+# configs/tiny.yaml (2 flows with an early output between them, WN 2 x 8), here with 16 mel bins,
+# 1024-sample segments and batches of 4.
+TINY_YAML = os.path.join(ROOT, "configs", "tiny.yaml")
 TINY = {
     "audio.n_mel_channels": 16,
     "model.n_mel_channels": 16,
-    "model.n_flows": 2,
-    "model.n_early_every": 1,
-    "model.wn.n_layers": 2,
-    "model.wn.n_channels": 8,
-    "model.upsample_kernel_size": 256,
     "data.segment_length": 1024,
     "train.batch_size": 4,
     "train.log_every": 1000,
@@ -46,7 +43,7 @@ FRAMES = 4  # ceil(1024 / 256)
 def tiny_params(**overrides):
     merged = dict(TINY)
     merged.update({k.replace("__", "."): v for k, v in overrides.items()})
-    return tfwaveglow.config.params_from_dict({}, merged)
+    return tfwaveglow.load_params(TINY_YAML, merged)
 
 
 def clips(n, seed=0):
@@ -686,7 +683,7 @@ def test_train_cli_smoke_on_real_speech_then_resume(tmp_path, corpus):
     from tfwaveglow import data
 
     params_file = tmp_path / "tiny.yaml"
-    smoke = tfwaveglow.load_params(os.path.join(ROOT, "configs", "tiny.yaml"), SMOKE_OVERRIDES)
+    smoke = tfwaveglow.load_params(TINY_YAML, SMOKE_OVERRIDES)
     tfwaveglow.save_params(smoke, params_file)
     model_dir = tmp_path / "run"
     common = [

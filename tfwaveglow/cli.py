@@ -9,10 +9,14 @@ the flags are parsed, before the tool's ``main``, without TensorFlow's C++
 start-up log lines unless that flag (or ``TFWAVEGLOW_VERBOSE_TF=1``, or a
 ``TF_CPP_MIN_LOG_LEVEL`` of the user's) asks for them; see
 :mod:`tfwaveglow.quiet_import`.
+
+A tool that loads a model reports a model it cannot load in one line and exits
+with status 1 (:func:`exit_on_error`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 from absl import app, flags
@@ -86,3 +90,34 @@ def run(main, flag_values: flags.FlagValues, doc: str = "", tensorflow: bool = T
         return rest
 
     app.run(main, flags_parser=parse)
+
+
+@contextlib.contextmanager
+def exit_on_error(
+    tool: str, *errors: type[BaseException], template: str = "{tool}: error: {error}", not_found_hint: str = ""
+):
+    """A tool's "load a model, report the error, exit 1": a one-line message instead of a traceback.
+
+    Around the block that loads a model (and whatever the tool does with it): no
+    model or file at a path (``FileNotFoundError``), params that fail their checks
+    (:class:`tfwaveglow.ConfigError`), weights that do not fit them
+    (:class:`tfwaveglow.ModelLoadError`), or one of ``errors``, raised inside, is
+    printed to stderr as ``template`` and the process exits with status 1
+    (``SystemExit``, which a test calling the tool's ``main`` sees too).
+
+    Args:
+      tool: the tool's name, the message's ``{tool}``.
+      errors: the tool's own error types, reported the same way.
+      template: the message, with ``{tool}`` and ``{error}``.
+      not_found_hint: appended to the message of a ``FileNotFoundError``.
+    """
+    from tfwaveglow.config import ConfigError
+    from tfwaveglow.model_io import ModelLoadError
+
+    try:
+        yield
+    except (FileNotFoundError, ConfigError, ModelLoadError, *errors) as e:
+        message = template.format(tool=tool, error=e)
+        if isinstance(e, FileNotFoundError):
+            message += not_found_hint
+        sys.exit(message)

@@ -33,7 +33,6 @@ file that cannot be read is reported and the others go on.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
@@ -79,10 +78,6 @@ flags.DEFINE_float(
 )
 flags.DEFINE_integer("seed", 0, "Seed of every file's latent and Griffin-Lim initial phase.", flag_values=FLAGS)
 flags.DEFINE_integer("griffin_lim_iterations", 60, "Griffin-Lim iterations.", flag_values=FLAGS)
-
-
-class DemoError(RuntimeError):
-    """The demo cannot run at all: no input directory, no audio in it, a bad setting."""
 
 
 class InputError(ValueError):
@@ -246,16 +241,18 @@ def run_demo(
 
     Raises:
       tfwaveglow.evaluation.EvaluationError: ``input_dir`` is missing or holds no
-        audio files, or a bad sigma or iteration count.
-      DemoError: a denoiser strength that is not > 0.
+        audio files, or a bad sigma, iteration count or denoiser strength (not > 0).
     """
     from tfwaveglow import evaluation
 
     rel_paths = evaluation.copy_synthesis_inputs(
-        input_dir, sigma=sigma, griffin_lim_iterations=griffin_lim_iterations, role="input"
+        input_dir,
+        sigma=sigma,
+        griffin_lim_iterations=griffin_lim_iterations,
+        role="input",
+        denoiser_strength=denoiser_strength,
+        denoiser_required=True,
     )
-    if not (math.isfinite(denoiser_strength) and denoiser_strength > 0):
-        raise DemoError(f"denoiser_strength must be > 0, got {denoiser_strength}")
     denoiser = evaluation.make_denoiser(model, params.audio, denoiser_strength)
 
     started = time.perf_counter()
@@ -344,19 +341,15 @@ def format_summary(summary: dict) -> str:
 def main(argv) -> None:
     """Runs the demo; ``argv`` may carry the flags when called from Python."""
     cli.parse_argv(FLAGS, argv)
-    from tfwaveglow import ConfigError, ModelLoadError, evaluation
+    from tfwaveglow import evaluation
     from tfwaveglow.model_io import load_model_and_params
 
-    try:
+    hint = " (the shipped model is made by scripts/ship_model.py)" if FLAGS.model == DEFAULT_MODEL else ""
+    with cli.exit_on_error("demo", not_found_hint=hint):
         model, params = load_model_and_params(FLAGS.model)
-    except FileNotFoundError as e:
-        hint = " (the shipped model is made by scripts/ship_model.py)" if FLAGS.model == DEFAULT_MODEL else ""
-        sys.exit(f"demo: error: {e}{hint}")
-    except (ConfigError, ModelLoadError) as e:
-        sys.exit(f"demo: error: {e}")
     sigma, denoiser_strength, settings = settings_from_model(params.export, FLAGS.sigma, FLAGS.denoiser_strength)
     print(f"demo: {settings}")
-    try:
+    with cli.exit_on_error("demo", evaluation.EvaluationError):
         summary = run_demo(
             model,
             params,
@@ -368,8 +361,6 @@ def main(argv) -> None:
             griffin_lim_iterations=FLAGS.griffin_lim_iterations,
             model_path=FLAGS.model,
         )
-    except (DemoError, evaluation.EvaluationError) as e:
-        sys.exit(f"demo: error: {e}")
     print(format_summary(summary))
     print(f"wrote {summary['num_files']} file(s) of outputs and {SUMMARY_NAME} to {FLAGS.output_dir}")
     if not summary["files"]:

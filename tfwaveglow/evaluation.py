@@ -161,8 +161,7 @@ def make_denoiser(model, audio_params, strength: float):
     Raises:
       EvaluationError: a negative strength, or ``tfwaveglow.denoiser`` is not installed.
     """
-    if strength < 0 or not math.isfinite(strength):
-        raise EvaluationError(f"the denoiser strength must be >= 0, got {strength}")
+    _check_denoiser_strength(strength)
     if strength == 0:
         return None
     try:
@@ -292,14 +291,30 @@ def _package_version(name: str) -> str | None:
         return None
 
 
-def copy_synthesis_inputs(directory: str, *, sigma: float, griffin_lim_iterations: int, role: str) -> list[str]:
-    """Checks a copy-synthesis job's input directory and settings (shared with the demo).
+def _check_denoiser_strength(strength: float) -> None:
+    if strength < 0 or not math.isfinite(strength):
+        raise EvaluationError(f"the denoiser strength must be >= 0, got {strength}")
+
+
+def copy_synthesis_inputs(
+    directory: str,
+    *,
+    sigma: float,
+    griffin_lim_iterations: int,
+    role: str,
+    denoiser_strength: float = 0.0,
+    denoiser_required: bool = False,
+) -> list[str]:
+    """Checks a copy-synthesis job's input directory and settings: the one check for evaluate and the demo.
 
     Args:
       directory: searched recursively for ``.wav``, ``.flac`` and ``.ogg``.
       sigma: WaveGlow's latent standard deviation (finite, >= 0).
       griffin_lim_iterations: the baseline's iterations (>= 0).
       role: what the directory is, for the messages (``"reference"``, ``"input"``).
+      denoiser_strength: the bias denoiser's strength (finite, >= 0; 0 for none).
+      denoiser_required: the job needs a denoiser (the demo's ``waveglow_denoised.wav``):
+        the strength must be > 0.
 
     Returns:
       The audio files' paths relative to ``directory``, sorted.
@@ -316,6 +331,9 @@ def copy_synthesis_inputs(directory: str, *, sigma: float, griffin_lim_iteration
         raise EvaluationError(f"sigma must be >= 0, got {sigma}")
     if griffin_lim_iterations < 0:
         raise EvaluationError(f"griffin_lim_iterations must be >= 0, got {griffin_lim_iterations}")
+    if denoiser_required and not (math.isfinite(denoiser_strength) and denoiser_strength > 0):
+        raise EvaluationError(f"denoiser_strength must be > 0, got {denoiser_strength}")
+    _check_denoiser_strength(denoiser_strength)
     return rel_paths
 
 
@@ -360,10 +378,14 @@ def evaluate_directory(
       EvaluationError: ``reference_dir`` is missing or holds no audio files, or a bad setting.
     """
     sigma = float(params.export.sigma if sigma is None else sigma)
-    rel_paths = copy_synthesis_inputs(
-        reference_dir, sigma=sigma, griffin_lim_iterations=griffin_lim_iterations, role="reference"
-    )
     strength = float(params.export.denoiser_strength if denoiser_strength is None else denoiser_strength)
+    rel_paths = copy_synthesis_inputs(
+        reference_dir,
+        sigma=sigma,
+        griffin_lim_iterations=griffin_lim_iterations,
+        role="reference",
+        denoiser_strength=strength,
+    )
     denoiser = make_denoiser(model, params.audio, strength)
 
     started = time.perf_counter()

@@ -58,7 +58,12 @@ from tfwaveglow import cli  # noqa: E402
 from tfwaveglow.config import Params, save_params  # noqa: E402
 from tfwaveglow.denoiser import Denoiser  # noqa: E402
 from tfwaveglow.model_io import load_model_and_params  # noqa: E402
-from tfwaveglow.synthesis import DEFAULT_WINDOW_FRAMES, context_frames, draw_latent, infer_in_windows  # noqa: E402
+from tfwaveglow.synthesis import (  # noqa: E402
+    context_frames,
+    default_window_frames,
+    draw_latent,
+    infer_in_windows,
+)
 
 __all__ = ["SIGNATURES", "WaveGlowServingModule", "export_saved_model", "main"]
 
@@ -106,7 +111,7 @@ class WaveGlowServingModule(tf.Module):
         params_path: str,
         sigma: float = 0.6,
         denoiser_strength: float = 0.0,
-        window_frames: int = DEFAULT_WINDOW_FRAMES,
+        window_frames: int | None = None,
         precision: str = "float32",
     ):
         super().__init__(name="waveglow")
@@ -122,6 +127,8 @@ class WaveGlowServingModule(tf.Module):
         self.denoiser = Denoiser.from_model(model, a.filter_length, a.hop_length, a.win_length)
         self.context_frames = tf.Variable(list(context_frames(model)), dtype=tf.int32, trainable=False)
         self._window_context = tuple(c + self.WINDOW_MARGIN_FRAMES for c in context_frames(model))
+        if window_frames is None:
+            window_frames = default_window_frames(self._window_context)
         if window_frames <= sum(self._window_context):
             raise ValueError(
                 f"window_frames ({window_frames}) must exceed the model's context ({self._window_context[0]} + "
@@ -309,7 +316,7 @@ def export_saved_model(
     sigma: float | None = None,
     denoiser_strength: float | None = None,
     overwrite: bool = False,
-    window_frames: int = DEFAULT_WINDOW_FRAMES,
+    window_frames: int | None = None,
     precision: str = "float32",
 ) -> str:
     """Writes the SavedModel to ``output_dir`` (``BASE/NAME/VERSION``, VERSION a number).
@@ -394,17 +401,22 @@ flags.DEFINE_float(
 flags.DEFINE_bool("overwrite", False, "Replace an existing version directory.", flag_values=FLAGS)
 flags.DEFINE_integer(
     "window_frames",
-    DEFAULT_WINDOW_FRAMES,
-    "Mels longer than this are synthesised in windows of this many frames (bounded memory).",
+    None,
+    "Mels longer than this are synthesised in windows of this many frames (bounded memory); default 512, "
+    "or four times the model's context where that is more than half of 512.",
     flag_values=FLAGS,
 )
 flags.mark_flags_as_required(["model", "output"], flag_values=FLAGS)
 
 
 def main(argv) -> int:
-    """Exports ``--model`` to ``--output``; ``argv`` may carry the flags when called from Python."""
+    """Exports ``--model`` to ``--output``; ``argv`` may carry the flags when called from Python.
+
+    A failure (no loadable model, a bad ``--output``) exits with status 1 and ``export failed: <why>``.
+    """
     cli.parse_argv(FLAGS, argv)
-    try:
+    # OSError, ValueError: besides a missing or unloadable model, an existing or badly named --output.
+    with cli.exit_on_error("export", OSError, ValueError, template="export failed: {error}"):
         model, params = load_model_and_params(FLAGS.model)
         if FLAGS.format == "tflite":
             from tfwaveglow.export_litert import LITERT_SIGNATURE, export_litert
@@ -425,9 +437,6 @@ def main(argv) -> int:
                 precision=FLAGS.precision,
             )
             signatures = SIGNATURES
-    except (OSError, ValueError) as e:  # missing files, ModelLoadError, ConfigError, a bad --output
-        print(f"export failed: {e}", file=sys.stderr)
-        return 1
     print(f"exported {FLAGS.model} to {path} ({FLAGS.format}, {FLAGS.precision}; signatures: {', '.join(signatures)})")
     return 0
 

@@ -1,36 +1,11 @@
-"""Training: optimizer and schedule, compiled steps, distribution, checkpoints, summaries, NaN guard.
+"""The training loop: :class:`Trainer` (model, optimizer, checkpoint, compiled steps of one run) and :func:`train`.
 
-    summary = train(params, "corpus/train.txt", "corpus/wavs", "corpus/mels", "runs/exp1")
-
-A run directory holds
-
-- ``params.yaml``: the resolved config (what :func:`tfwaveglow.load_model` reads);
-- ``checkpoints/``: one ``tf.train.Checkpoint`` (``step``, ``model``,
-  ``optimizer``, ``loss_scale``, ``nonfinite_steps``) under a
-  ``tf.train.CheckpointManager``; a run restarts from the latest one;
-- ``inference/``: :func:`tfwaveglow.save_model`'s small folded artifact,
-  refreshed at every checkpoint;
-- ``train/``, ``valid/``: TensorBoard event files; ``metrics.csv``: the same
-  scalars as text;
-- ``train.lock``: held by the process that trains in it, from
-  :meth:`Trainer.restore` to the end of :meth:`Trainer.fit`, so that a second
-  trainer on the same directory stops with
-  :class:`tfwaveglow.run_lock.RunDirectoryBusyError` instead of racing it.
-
-The data position is a function of the step: the training stream is a pure
-function of ``(train.seed, batch index)`` (:func:`tfwaveglow.data.make_dataset`),
-and a run resumed at step ``k`` opens it at batch ``k`` (``skip_batches=k``,
-which costs nothing), so no iterator state is checkpointed. With
-``train.deterministic`` (op determinism, deterministic input order) a resumed
-run repeats an unbroken one exactly.
+The top of :mod:`tfwaveglow.training`: it uses the package's other modules, which do not use it.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import glob
-import io
 import math
 import os
 import shutil
@@ -40,343 +15,25 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 from absl import logging
-from tensorflow.python.checkpoint import checkpoint_management
 
-from tfwaveglow.config import MIXED_PRECISION_DTYPES, Params, load_params, save_params
+from tfwaveglow.config import Params, load_params, save_params
 from tfwaveglow.losses import nll_terms
 from tfwaveglow.model import WaveGlow
 from tfwaveglow.model_io import CHECKPOINT_SUBDIR, PARAMS_FILE, load_model, save_model
 from tfwaveglow.run_lock import RunDirectoryLock
+from tfwaveglow.training import summaries
+from tfwaveglow.training.checkpoints import KillSafeCheckpointManager, checkpoint_step, remove_unlisted_checkpoint_files
+from tfwaveglow.training.distribution import create_strategy, global_batch, is_chief, scalar_variable
+from tfwaveglow.training.optimization import DynamicLossScale, configure_mixed_precision, make_optimizer
+from tfwaveglow.training.summaries import LOSS_TERMS, drop_metrics_after
 
-__all__ = [
-    "INFERENCE_SUBDIR",
-    "KillSafeCheckpointManager",
-    "LOSS_TERMS",
-    "STRATEGIES",
-    "DynamicLossScale",
-    "NonFiniteTrainingError",
-    "TrainLearningRate",
-    "Trainer",
-    "configure_mixed_precision",
-    "create_strategy",
-    "drop_metrics_after",
-    "is_chief",
-    "make_optimizer",
-    "remove_unlisted_checkpoint_files",
-    "train",
-    "training_dataset",
-]
-
-STRATEGIES = ("default", "mirrored", "multi_worker")
-LOSS_TERMS = ("loss/total", "loss/z", "loss/log_s", "loss/log_det_w")
 INFERENCE_SUBDIR = "inference"
-METRICS_FILE = "metrics.csv"
-METRICS_COLUMNS = (
-    "step",
-    "time",
-    "split",
-    *LOSS_TERMS,
-    "learning_rate",
-    "grad_norm",
-    "steps_per_sec",
-    "samples_per_sec",
-    "train_hours",
-    "cpu_hours",
-)
-AUDIO_SUMMARY_CLIPS = 2
-# log(1e-5): the floor of the Tacotron 2 log-mel, the dark end of mel images.
-_LOG_MEL_FLOOR = math.log(1e-5)
 
 
 class NonFiniteTrainingError(RuntimeError):
     """Too many non-finite steps in a row; the last good checkpoint is left as it was."""
 
 
-# --------------------------------------------------------------------------- set-up
-def create_strategy(name: str = "default") -> tf.distribute.Strategy:
-    """A ``tf.distribute`` strategy by name.
-
-    Args:
-      name: ``default`` (one device), ``mirrored`` (every GPU of this machine,
-        or every logical CPU device where there is no GPU) or ``multi_worker``
-        (``MultiWorkerMirroredStrategy`` configured by the ``TF_CONFIG``
-        environment variable; create it before any other TensorFlow op runs).
-
-    Raises:
-      ValueError: an unknown name, or ``multi_worker`` without ``TF_CONFIG``.
-    """
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-        return tf.distribute.MirroredStrategy(devices=[d.name for d in devices])
-    if name == "multi_worker":
-        if not os.environ.get("TF_CONFIG"):
-            raise ValueError(
-                "strategy 'multi_worker' needs the TF_CONFIG environment variable (cluster spec and this "
-                'task), e.g. {"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", '
-                '"index": 0}}'
-            )
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ValueError(f"unknown strategy {name!r}; expected one of {STRATEGIES}")
-
-
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """Whether this process writes checkpoints, summaries and params (always true off a cluster)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    if resolver.task_type == "chief":
-        return True
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
-
-
-def configure_mixed_precision(setting: bool | str, require_gpu: bool = True) -> tf.DType | None:
-    """Sets Keras' mixed precision policy for ``train.mixed_precision``.
-
-    Layers created afterwards keep float32 variables; the conditioning and the
-    WNs compute in the returned dtype while the flow (1x1 convs, affine steps),
-    the log-determinants and the loss stay float32.
-
-    Args:
-      setting: ``train.mixed_precision``: ``True`` for float16 where a GPU is
-        present, ``"float16"`` or ``"bfloat16"`` for that dtype on any device
-        (bfloat16 pays on CPUs with AVX-512 BF16 / AMX), ``False`` for float32.
-      require_gpu: with ``True``, leave the policy alone when no GPU is visible
-        (float16 on a CPU is slow and gains nothing).
-
-    Returns:
-      The compute dtype (``tf.float16`` / ``tf.bfloat16``), or None for float32.
-    """
-    if setting is True:
-        if require_gpu and not tf.config.list_physical_devices("GPU"):
-            return None
-        setting = "float16"
-    if setting is False:
-        return None
-    if setting not in MIXED_PRECISION_DTYPES:
-        raise ValueError(f"mixed precision must be true, false or one of {MIXED_PRECISION_DTYPES}, got {setting!r}")
-    keras.mixed_precision.set_global_policy(f"mixed_{setting}")
-    return tf.as_dtype(setting)
-
-
-@keras.saving.register_keras_serializable(package="tfwaveglow")
-class TrainLearningRate(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up, then constant, exponential or cosine decay.
-
-    ``lr(t) = warm(t) * base * decay(t - start)`` with
-    ``warm(t) = min(1, (t + 1) / warmup_steps)`` (1 without warm-up),
-    ``start = max(warmup_steps, decay_start)`` and
-    ``decay(u) = 1`` (constant), ``rate ** (u / decay_steps)`` (exponential) or
-    ``rate + (1 - rate) * (1 + cos(pi * min(u / decay_steps, 1))) / 2`` (cosine),
-    ``u`` clipped at 0.
-
-    Args:
-      learning_rate: the base rate.
-      schedule: ``constant``, ``exponential`` or ``cosine``.
-      warmup_steps: length of the linear warm-up (0 = none).
-      decay_steps: exponential: steps per factor ``decay_rate``; cosine: the
-        length of the decay.
-      decay_rate: exponential factor, or the cosine's final fraction.
-      decay_start: the step before which the rate does not decay (the end of
-        the warm-up if that is later), e.g. to anneal a resumed run.
-    """
-
-    def __init__(
-        self, learning_rate, schedule="constant", warmup_steps=0, decay_steps=100000, decay_rate=0.5, decay_start=0
-    ):
-        if schedule not in ("constant", "exponential", "cosine"):
-            raise ValueError(f"unknown learning-rate schedule {schedule!r}")
-        self.learning_rate = float(learning_rate)
-        self.schedule = schedule
-        self.warmup_steps = int(warmup_steps)
-        self.decay_steps = int(decay_steps)
-        self.decay_rate = float(decay_rate)
-        self.decay_start = int(decay_start)
-
-    @classmethod
-    def from_params(cls, train_params) -> "TrainLearningRate":
-        t = train_params
-        return cls(
-            t.learning_rate, t.lr_schedule, t.lr_warmup_steps, t.lr_decay_steps, t.lr_decay_rate, t.lr_decay_start
-        )
-
-    def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        lr = tf.constant(self.learning_rate, tf.float32)
-        after_start = tf.maximum(step - max(self.warmup_steps, self.decay_start), 0.0)
-        if self.schedule == "exponential":
-            lr = lr * tf.pow(self.decay_rate, after_start / self.decay_steps)
-        elif self.schedule == "cosine":
-            progress = tf.minimum(after_start / self.decay_steps, 1.0)
-            lr = lr * (self.decay_rate + (1.0 - self.decay_rate) * 0.5 * (1.0 + tf.cos(math.pi * progress)))
-        if self.warmup_steps > 0:
-            lr = lr * tf.minimum(1.0, (step + 1.0) / self.warmup_steps)
-        return lr
-
-    def get_config(self):
-        return {
-            "learning_rate": self.learning_rate,
-            "schedule": self.schedule,
-            "warmup_steps": self.warmup_steps,
-            "decay_steps": self.decay_steps,
-            "decay_rate": self.decay_rate,
-            "decay_start": self.decay_start,
-        }
-
-
-class _SummedGradientAdam(keras.optimizers.Adam):
-    """Adam for gradients already summed over replicas.
-
-    The training step all-reduces the gradients once itself, so that the
-    gradient norm, clipping and the finite check see the global gradient;
-    Keras' optimizer would otherwise all-reduce them a second time.
-    """
-
-    def _all_reduce_sum_gradients(self, grads_and_vars):
-        return list(grads_and_vars)
-
-
-def make_optimizer(train_params) -> keras.optimizers.Optimizer:
-    """Adam at ``train.learning_rate`` (NVIDIA: 1e-4) under ``train.lr_schedule``.
-
-    Adam's other settings are PyTorch's defaults, as in NVIDIA's training
-    (beta 0.9 / 0.999, epsilon 1e-8). Gradient clipping is done by the step,
-    not the optimizer, so that the clipped norm is the global one.
-    """
-    return _SummedGradientAdam(
-        learning_rate=TrainLearningRate.from_params(train_params), beta_1=0.9, beta_2=0.999, epsilon=1e-8
-    )
-
-
-class DynamicLossScale(tf.Module):
-    """Dynamic loss scaling for float16 gradients.
-
-    The loss is multiplied by ``scale`` before differentiation and the
-    gradients divided by it after. A step whose scaled gradient overflows is
-    skipped and halves the scale (not below 1); ``growth_steps`` finite steps
-    in a row double it.
-
-    Args:
-      initial_scale: starting scale (2**15, as Keras and apex use).
-      growth_steps: finite steps between doublings.
-    """
-
-    def __init__(self, initial_scale: float = 2.0**15, growth_steps: int = 2000, name=None):
-        super().__init__(name=name)
-        self.growth_steps = int(growth_steps)
-        self.scale = _scalar_variable("loss_scale", float(initial_scale), tf.float32)
-        self.good_steps = _scalar_variable("loss_scale_good_steps", 0, tf.int64)
-
-    def update(self, grads_finite):
-        """Halves the scale after an overflow, doubles it after ``growth_steps`` finite steps."""
-
-        def on_finite():
-            grow = self.good_steps + 1 >= self.growth_steps
-            new_scale = tf.where(grow, self.scale * 2.0, self.scale)
-            # Keep the doubled scale only while it is itself finite.
-            self.scale.assign(tf.where(tf.math.is_finite(new_scale), new_scale, self.scale))
-            self.good_steps.assign(tf.where(grow, tf.constant(0, tf.int64), self.good_steps + 1))
-            return tf.constant(True)
-
-        def on_overflow():
-            self.scale.assign(tf.maximum(self.scale / 2.0, 1.0))
-            self.good_steps.assign(0)
-            return tf.constant(True)
-
-        return tf.cond(grads_finite, on_finite, on_overflow)
-
-
-def _scalar_variable(name, value, dtype):
-    return tf.Variable(
-        value,
-        name=name,
-        dtype=dtype,
-        trainable=False,
-        synchronization=tf.VariableSynchronization.ON_WRITE,
-        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
-    )
-
-
-class KillSafeCheckpointManager(tf.train.CheckpointManager):
-    """A ``CheckpointManager`` whose index never lists a checkpoint it is deleting.
-
-    TensorFlow's manager rewrites the ``checkpoint`` index with the oldest
-    checkpoint still listed, deletes that checkpoint's files, and rewrites the
-    index again: a process killed in between leaves an index that names a
-    half-deleted checkpoint. This one lists only the newest ``max_to_keep``
-    (the ones the sweep keeps), so the index is right before any file goes.
-    The index itself is replaced atomically, and each checkpoint is written
-    under temporary names before it is listed.
-    """
-
-    def _record_state(self):
-        kept = list(self._maybe_delete.items())
-        if self._max_to_keep and not self._keep_checkpoint_every_n_hours:
-            kept = kept[-self._max_to_keep :]
-        filenames, timestamps = zip(*kept)
-        checkpoint_management.update_checkpoint_state_internal(
-            self._directory,
-            model_checkpoint_path=self.latest_checkpoint,
-            all_model_checkpoint_paths=filenames,
-            all_model_checkpoint_timestamps=timestamps,
-            last_preserved_timestamp=self._last_preserved_timestamp,
-            save_relative_paths=True,
-        )
-
-
-def drop_metrics_after(model_dir: str, step: int) -> int:
-    """Removes the ``metrics.csv`` rows of steps after ``step``; returns how many.
-
-    A run stopped between two checkpoints has logged steps that the resumed run
-    trains again; without this their rows would appear twice.
-    """
-    path = os.path.join(model_dir, METRICS_FILE)
-    if not os.path.isfile(path):
-        return 0
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().splitlines(keepends=True)
-    kept = lines[:1]
-    for line in lines[1:]:
-        head = line.split(",", 1)[0]
-        if head.strip().isdigit() and int(head) > step:
-            continue
-        kept.append(line)
-    dropped = len(lines) - len(kept)
-    if dropped:
-        with open(path + ".tmp", "w", encoding="utf-8") as f:
-            f.writelines(kept)
-        os.replace(path + ".tmp", path)
-    return dropped
-
-
-def remove_unlisted_checkpoint_files(checkpoint_dir: str) -> list[str]:
-    """Deletes ``ckpt-*`` files the index does not list (left by a kill mid-write or mid-delete).
-
-    Returns:
-      The paths removed.
-    """
-    state = tf.train.get_checkpoint_state(checkpoint_dir)
-    if state is None:
-        return []
-    listed = {os.path.basename(p) for p in state.all_model_checkpoint_paths}
-    listed.add(os.path.basename(state.model_checkpoint_path))
-    removed = []
-    for path in glob.glob(os.path.join(checkpoint_dir, "ckpt-*")):
-        # ckpt-N.index and ckpt-N.data-* of a listed checkpoint stay; anything else
-        # (an unlisted N, a ckpt-N_temp directory) is left over from a kill.
-        if os.path.basename(path).split(".", 1)[0] in listed:
-            continue
-        if os.path.isdir(path):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            os.remove(path)
-        removed.append(path)
-    return removed
-
-
-# --------------------------------------------------------------------------- trainer
 @dataclasses.dataclass
 class _Meter:
     """Running means of the step results between two reports, and the time they took."""
@@ -447,12 +104,12 @@ class Trainer:
             self.model = WaveGlow.from_params(params, weight_norm=t.weight_norm)
             self.optimizer = make_optimizer(t)
             self.optimizer.build(self.model.trainable_variables)
-            self.step = _scalar_variable("step", 0, tf.int64)
-            self.nonfinite_steps = _scalar_variable("nonfinite_steps", 0, tf.int64)
+            self.step = scalar_variable("step", 0, tf.int64)
+            self.nonfinite_steps = scalar_variable("nonfinite_steps", 0, tf.int64)
             # The run's training time so far, wall clock and this process's CPU time (all
             # threads), carried across resumes (0 for runs saved before these existed).
-            self.train_seconds = _scalar_variable("train_seconds", 0.0, tf.float64)
-            self.cpu_seconds = _scalar_variable("cpu_seconds", 0.0, tf.float64)
+            self.train_seconds = scalar_variable("train_seconds", 0.0, tf.float64)
+            self.cpu_seconds = scalar_variable("cpu_seconds", 0.0, tf.float64)
             self.loss_scale = DynamicLossScale()
         self.checkpoint = tf.train.Checkpoint(
             step=self.step,
@@ -728,7 +385,7 @@ class Trainer:
             per-replica batches ``(mel [b, F, n_mel], audio [b, S])`` (static
             shapes, ``b = B / num_replicas_in_sync``), at least up to ``steps``.
             :func:`training_dataset` is one (it reads only its share);
-            :func:`split_global_batches` makes one from a stream of global batches.
+            :func:`tfwaveglow.training.split_global_batches` makes one from a stream of global batches.
           valid_dataset: finite batches for validation NLL and audio summaries.
           steps: total steps to reach.
 
@@ -765,7 +422,7 @@ class Trainer:
             return dataset
 
         distributed = self.strategy.distribute_datasets_from_function(pipeline)
-        self._global_batch = _global_batch(specs, self.strategy)
+        self._global_batch = global_batch(specs, self.strategy)
         iterator = iter(distributed)
         writers = self._summary_writers()
         meter, consecutive, last_train, last_valid = _Meter(), 0, {}, {}
@@ -832,7 +489,7 @@ class Trainer:
         if valid_dataset is not None and self.chief and step % t.validate_every != 0:
             last_valid = self.evaluate(valid_dataset)
             self._write_valid_summaries(writers, step, last_valid)
-        if _checkpoint_step(self.manager.latest_checkpoint) != step and consecutive == 0:
+        if checkpoint_step(self.manager.latest_checkpoint) != step and consecutive == 0:
             self.save()
         self._flush(writers)
         return self._summary(meter.means() or last_train, last_valid)
@@ -877,32 +534,25 @@ class Trainer:
     # ---------------------------------------------------------------- summaries
     def _summary_writers(self) -> dict:
         if self._writers is None:
-            if self.chief:
-                self._writers = {
-                    split: tf.summary.create_file_writer(os.path.join(self.model_dir, split))
-                    for split in ("train", "valid")
-                }
-            else:
-                self._writers = {split: tf.summary.create_noop_writer() for split in ("train", "valid")}
+            self._writers = summaries.summary_writers(self.model_dir, self.chief)
         return self._writers
 
     def _flush(self, writers) -> None:
-        for writer in writers.values():
-            writer.flush()
+        summaries.flush(writers)
 
     def _write_train_summaries(self, writers, step, means, result, rate, samples_per_step) -> None:
         if not self.chief:
             return
-        with writers["train"].as_default(step=step):
-            for key in LOSS_TERMS:
-                tf.summary.scalar(key, means[key])
-            tf.summary.scalar("train/learning_rate", float(result["learning_rate"]))
-            tf.summary.scalar("train/grad_norm", means["grad_norm"])
-            tf.summary.scalar("train/steps_per_sec", rate)
-            tf.summary.scalar("train/samples_per_sec", rate * samples_per_step)
-            tf.summary.scalar("train/nonfinite_steps", int(self.nonfinite_steps.numpy()))
-            if self.loss_scaling:
-                tf.summary.scalar("train/loss_scale", float(result["loss_scale"]))
+        summaries.write_train_scalars(
+            writers["train"],
+            step,
+            means,
+            learning_rate=float(result["learning_rate"]),
+            steps_per_sec=rate,
+            samples_per_sec=rate * samples_per_step,
+            nonfinite_steps=int(self.nonfinite_steps.numpy()),
+            loss_scale=float(result["loss_scale"]) if self.loss_scaling else None,
+        )
         self._append_metrics(
             step,
             "train",
@@ -917,78 +567,28 @@ class Trainer:
 
     def _write_valid_summaries(self, writers, step, valid) -> None:
         logging.info("step %d | validation loss %.4f", step, valid["loss/total"])
-        with writers["valid"].as_default(step=step):
-            for key in LOSS_TERMS:
-                tf.summary.scalar(key, valid[key])
+        summaries.write_valid_scalars(writers["valid"], step, valid)
         self._append_metrics(step, "valid", valid)
 
     def _append_metrics(self, step: int, split: str, values: dict) -> None:
-        path = os.path.join(self.model_dir, METRICS_FILE)
-        row = {"step": step, "time": f"{time.time():.3f}", "split": split}
-        row["train_hours"] = f"{float(self.train_seconds.numpy()) / 3600:.6g}"
-        row["cpu_hours"] = f"{float(self.cpu_seconds.numpy()) / 3600:.6g}"
-        row.update({k: f"{float(v):.6g}" for k, v in values.items() if k in METRICS_COLUMNS})
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=METRICS_COLUMNS, restval="")
-        new_file = not os.path.isfile(path)
-        if new_file:
-            writer.writeheader()
-        writer.writerow(row)
-        with open(path, "a+", encoding="utf-8") as f:
-            # A kill in the middle of a line leaves it unfinished: start a fresh line.
-            f.seek(0, os.SEEK_END)
-            if f.tell() > 0:
-                f.seek(f.tell() - 1)
-                if f.read(1) != "\n":
-                    f.write("\n")
-            f.write(buffer.getvalue())
+        summaries.append_metrics(
+            self.model_dir,
+            step,
+            split,
+            values,
+            train_seconds=float(self.train_seconds.numpy()),
+            cpu_seconds=float(self.cpu_seconds.numpy()),
+        )
 
     def write_audio_summaries(self, writer, step: int, valid_dataset: tf.data.Dataset) -> None:
         """Validation audio at ``export.sigma`` beside the ground truth, with mel images.
 
-        The first two validation batches (whole utterances with
-        :func:`tfwaveglow.data.make_validation_dataset`) are synthesised from
-        their mels with a latent seeded by ``step``; each image puts the mel of
-        the synthesised audio (left) beside the ground-truth mel (right).
+        See :func:`tfwaveglow.training.summaries.write_audio_summaries`; synthesised by
+        the folded :meth:`inference_model`.
         """
-        from tfwaveglow.audio import mel_spectrogram_tf
-
-        model = self.inference_model()
-        sr = self.params.audio.sampling_rate
-        with writer.as_default(step=step):
-            for clip, (mel, audio) in enumerate(valid_dataset.take(AUDIO_SUMMARY_CLIPS)):
-                mel = tf.cast(mel, self.compute_dtype)
-                generated = model.infer(mel, sigma=self.params.export.sigma, seed=step)
-                generated = tf.clip_by_value(tf.cast(generated[:, : audio.shape[1]], tf.float32), -1.0, 1.0)
-                generated_mel = mel_spectrogram_tf(generated, self.params.audio)
-                tf.summary.audio(f"audio_{clip}/generated", generated[:, :, None], sr, max_outputs=1)
-                tf.summary.audio(f"audio_{clip}/ground_truth", audio[:, :, None], sr, max_outputs=1)
-                tf.summary.image(f"mel_{clip}/generated_vs_ground_truth", mel_comparison_image(generated_mel, mel))
-        writer.flush()
-
-
-def mel_comparison_image(generated_mel, reference_mel):
-    """Two log-mels side by side as a grey image, low frequencies at the bottom.
-
-    Args:
-      generated_mel, reference_mel: ``[B, frames, n_mel]`` (the longer one is cropped).
-
-    Returns:
-      ``[B, n_mel, 2 * frames + 2, 1]`` in [0, 1]: generated left, reference
-      right, a white bar between; both mapped with the reference's range.
-    """
-    frames = min(generated_mel.shape[1], reference_mel.shape[1])
-    generated = tf.cast(generated_mel[:, :frames], tf.float32)
-    reference = tf.cast(reference_mel[:, :frames], tf.float32)
-    top = tf.reduce_max(reference, axis=[1, 2], keepdims=True)
-    low = tf.constant(_LOG_MEL_FLOOR, tf.float32)
-
-    def to_pixels(m):
-        m = tf.clip_by_value((m - low) / tf.maximum(top - low, 1e-3), 0.0, 1.0)
-        return tf.reverse(tf.transpose(m, [0, 2, 1]), axis=[1])  # [B, n_mel, frames], high bins on top
-
-    bar = tf.ones([tf.shape(generated)[0], generated.shape[2], 2])
-    return tf.concat([to_pixels(generated), bar, to_pixels(reference)], axis=2)[..., None]
+        summaries.write_audio_summaries(
+            writer, step, self.inference_model(), valid_dataset, self.params, self.compute_dtype
+        )
 
 
 class _TrainingClock:
@@ -1010,62 +610,11 @@ class _TrainingClock:
             self._cpu_seconds.assign_add(time.process_time() - self._cpu)
 
 
-def _checkpoint_step(path: str | None) -> int | None:
-    """The step in a ``ckpt-<step>`` prefix written by :meth:`Trainer.save`."""
-    if not path:
-        return None
-    return int(path.rsplit("-", 1)[-1])
-
-
 def _element_spec(batch):
     spec = getattr(batch, "element_spec", None)
     if spec is not None:
         return spec
     return tf.nest.map_structure(tf.type_spec_from_value, batch)
-
-
-def _global_batch(specs: list, strategy) -> int:
-    """The global batch from the element specs of the input pipelines' per-replica batches."""
-    if not specs:
-        raise ValueError("the strategy built no input pipeline")
-    for spec in specs:
-        if not (isinstance(spec, tuple) and len(spec) == 2):
-            raise ValueError(f"the training dataset must yield (mel, audio) pairs, got element spec {spec}")
-        mel_spec, audio_spec = spec
-        if mel_spec.shape.rank != 3 or audio_spec.shape.rank != 2 or not mel_spec.shape.is_fully_defined():
-            raise ValueError(
-                f"the training dataset must yield static mel [batch, frames, n_mel] and audio [batch, samples], "
-                f"got {mel_spec.shape} and {audio_spec.shape} (batch with drop_remainder=True)"
-            )
-    per_replica = {int(spec[0].shape[0]) for spec in specs}
-    if len(per_replica) != 1:
-        raise ValueError(f"the input pipelines yield different per-replica batches {sorted(per_replica)}")
-    return per_replica.pop() * strategy.num_replicas_in_sync
-
-
-def split_global_batches(
-    global_fn: Callable[[int], tf.data.Dataset],
-) -> Callable[[int, tf.distribute.InputContext], tf.data.Dataset]:
-    """Adapts ``start_step -> global batches`` to :meth:`Trainer.fit`'s ``dataset_fn``.
-
-    Every input pipeline builds the whole stream and keeps its part of each
-    global batch ``[B, ...]`` (the ``p``-th of ``P`` equal parts), cut into
-    per-replica batches ``[B / num_replicas_in_sync, ...]``. Simple, but every
-    worker produces every example; :func:`training_dataset` reads only its share.
-    """
-
-    from tfwaveglow.data import pipeline_share
-
-    def dataset_fn(start_step: int, input_context: tf.distribute.InputContext) -> tf.data.Dataset:
-        dataset = global_fn(start_step)
-        batch = dataset.element_spec[0].shape[0]
-        if batch is None:
-            raise ValueError("the global batches must have a static size (batch with drop_remainder=True)")
-        keep, per_replica = pipeline_share(batch, input_context)
-        mine = dataset.unbatch().enumerate().filter(lambda i, _: keep(i))
-        return mine.map(lambda _, example: example).batch(per_replica, drop_remainder=True)
-
-    return dataset_fn
 
 
 def _format_duration(seconds: float) -> str:
