@@ -40,7 +40,10 @@ def test_dilated_conv(capsys):
         (d, n) for d in ("forward", "backward") for n in (1, 4)
     }
     for record in records:
-        assert set(record["ms"]) == {"tf_shifted_matmul", "tf_time_to_batch", "tf_phase_conv2d", "tf_native", "torch"}
+        # conv1d's own dilation (the comparison form) may be unsupported by this CPU's kernels; ours never.
+        assert set(record["unsupported"]) <= {"tf_native"}
+        expected = {"tf_shifted_matmul", "tf_time_to_batch", "tf_phase_conv2d", "tf_native", "torch"}
+        assert set(record["ms"]) == expected - set(record["unsupported"])
         assert all(v > 0 for v in record["ms"].values())
 
 
