@@ -96,7 +96,9 @@ def test_pickled_model_report_params_and_metadata(reference, tmp_path):
         "n_early_size": 2,
         "upsample_kernel_size": 1024,
         "upsample_stride": 256,
-        "wn": {"n_layers": 2, "n_channels": 8, "kernel_size": 3, "dilated_conv": "time_to_batch"},
+        "upsampler": "transposed_conv",
+        "frame_context": 1,
+        "wn": {"n_layers": 2, "n_channels": 8, "kernel_size": 3, "dilated_conv": "time_to_batch", "separable": False},
     }
 
 

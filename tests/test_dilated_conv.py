@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from tfwaveglow.layers import DilatedConv1D, batch_to_time, dilated_conv1d, time_to_batch
-from tfwaveglow.layers.dilated_conv import MODES
+from tfwaveglow.layers.dilated_conv import MODES, native_dilation_gradient_error
 
 HAND_ROLLED = [mode for mode in MODES if mode != "native"]
 
@@ -70,6 +70,8 @@ def numpy_dilated_conv_gradients(x, kernel, dilation, upstream):
 )
 def test_gradients_match_numpy(mode, kernel_size, dilation, length):
     """Training differentiates through the conv (shifted_matmul has a hand-written gradient)."""
+    if mode == "native" and dilation > 1 and native_dilation_gradient_error():
+        pytest.skip(f"this TensorFlow build cannot differentiate conv1d's dilation: {native_dilation_gradient_error()}")
     rng = np.random.default_rng(kernel_size * 100 + dilation + length)
     x = rng.standard_normal((2, length, 3)).astype(np.float32)
     kernel = rng.standard_normal((kernel_size, 3, 4)).astype(np.float32)

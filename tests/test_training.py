@@ -115,6 +115,17 @@ def test_optimizer_is_adam_at_the_configured_rate():
     assert float(optimizer.learning_rate) == pytest.approx(1e-4)
 
 
+def test_native_dilation_is_refused_for_training_where_tensorflow_cannot_differentiate_it(tmp_path):
+    from tfwaveglow.layers.dilated_conv import native_dilation_gradient_error
+
+    params = tiny_params(model__wn__dilated_conv="native")
+    if not native_dilation_gradient_error():
+        pytest.skip("this TensorFlow build differentiates conv1d's own dilation")
+    with pytest.raises(ValueError, match="model.wn.dilated_conv: native cannot be trained on this machine"):
+        training.Trainer(params, tmp_path / "run")
+    assert not os.path.exists(tmp_path / "run")
+
+
 # ----------------------------------------------------------------------------- the step
 def test_step_equals_numpy_adam_on_clipped_gradient(tmp_path):
     """One step = NumPy Adam (Keras' update) on the tape's gradient clipped to the global norm."""

@@ -43,6 +43,31 @@ MODES = ("shifted_matmul", "time_to_batch", "phase_conv2d", "native")
 DEFAULT_MODE = "time_to_batch"
 
 
+def native_dilation_gradient_error() -> str | None:
+    """Why this machine's TensorFlow cannot differentiate conv1d's own dilation, or None.
+
+    Some CPU builds (the Eigen fallback, e.g. on AMD Zen 5 hosts) run a dilated
+    ``tf.nn.conv1d`` forward but refuse its input gradient for dilation > 1.
+    A tiny probe answers once per process.
+    """
+    global _NATIVE_GRADIENT_ERROR
+    if _NATIVE_GRADIENT_ERROR is None:
+        x = tf.zeros([1, 8, 1])
+        kernel = tf.zeros([3, 1, 1])
+        try:
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = tf.nn.conv1d(x, kernel, stride=1, padding="SAME", dilations=2)
+            tape.gradient(y, x).numpy()
+            _NATIVE_GRADIENT_ERROR = ""
+        except tf.errors.InvalidArgumentError as e:
+            _NATIVE_GRADIENT_ERROR = str(e.message).strip().splitlines()[0]
+    return _NATIVE_GRADIENT_ERROR or None
+
+
+_NATIVE_GRADIENT_ERROR: str | None = None
+
+
 def time_to_batch(x: tf.Tensor, dilation: int) -> tf.Tensor:
     """Splits time into ``dilation`` phases stacked on the batch axis.
 

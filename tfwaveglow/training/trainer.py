@@ -17,6 +17,7 @@ import tensorflow as tf
 from absl import logging
 
 from tfwaveglow.config import Params, load_params, save_params
+from tfwaveglow.layers.dilated_conv import native_dilation_gradient_error
 from tfwaveglow.losses import nll_terms
 from tfwaveglow.model import WaveGlow
 from tfwaveglow.model_io import CHECKPOINT_SUBDIR, PARAMS_FILE, load_model, save_model
@@ -87,6 +88,7 @@ class Trainer:
         # The chief writes the run directory; the other workers save into scratch directories.
         self.run_lock = RunDirectoryLock(self.model_dir)
         t = params.train
+        _check_trainable_conv_mode(params)
         if t.deterministic:
             tf.config.experimental.enable_op_determinism()
         if mixed_precision is None:
@@ -608,6 +610,17 @@ class _TrainingClock:
         if count:
             self._train_seconds.assign_add(time.perf_counter() - self._wall)
             self._cpu_seconds.assign_add(time.process_time() - self._cpu)
+
+
+def _check_trainable_conv_mode(params: Params) -> None:
+    """``model.wn.dilated_conv: native`` needs a TensorFlow that can differentiate conv1d's dilation."""
+    if params.model.wn.dilated_conv == "native":
+        reason = native_dilation_gradient_error()
+        if reason:
+            raise ValueError(
+                "model.wn.dilated_conv: native cannot be trained on this machine (TensorFlow's kernel says: "
+                f"{reason}); use time_to_batch, the default, or shifted_matmul"
+            )
 
 
 def _element_spec(batch):
