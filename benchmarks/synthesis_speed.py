@@ -16,6 +16,12 @@ paths:
               ``tf.saved_model.load``, signature ``synthesize`` (seeded latents,
               item by item, clipped to [-1, 1]: what TF Serving runs).
 ``savedmodel_latent`` the same SavedModel, signature ``synthesize_from_latent``.
+``savedmodel_bfloat16`` the ``--precision=bfloat16`` export, ``synthesize_from_latent``.
+``litert``    the LiteRT export (``--format=tflite``, float32) in ``ai-edge-litert``'s
+              interpreter (batch 1 only), ``synthesize_from_latent``.
+
+PyTorch runs in float32 (``torch``) and, with ``--torch_bfloat16``, under
+``torch.autocast("cpu", dtype=torch.bfloat16)`` (``torch_bfloat16``).
 
 Item ``i`` of a batch uses the latent ``synthesis.draw_latent(i, ...)`` in every
 path and in PyTorch, so all outputs are comparable (``savedmodel`` against
@@ -47,11 +53,12 @@ flags.DEFINE_list("batches", ["1", "8"], "Batch sizes.", flag_values=FLAGS)
 flags.DEFINE_list(
     "paths",
     ["infer", "composed", "savedmodel"],
-    "TensorFlow paths: infer, composed, bfloat16, savedmodel, savedmodel_latent.",
+    "TensorFlow paths: infer, composed, bfloat16, savedmodel, savedmodel_latent, savedmodel_bfloat16, litert.",
     flag_values=FLAGS,
 )
 flags.DEFINE_list("peak_sizes", ["2048"], "Matmul sizes for the peak (empty: skip).", flag_values=FLAGS)
 flags.DEFINE_string("dilated_conv", None, "Override model.wn.dilated_conv.", flag_values=FLAGS)
+flags.DEFINE_bool("torch_bfloat16", True, "Also time PyTorch under bfloat16 autocast.", flag_values=FLAGS)
 bench_common.define_run_flags(FLAGS, 3, "Smoke run: a tiny model, 0.1 s, batch 1, one round.")
 
 TINY = {"model.n_flows": 4, "model.wn.n_layers": 2, "model.wn.n_channels": 8}
@@ -140,6 +147,10 @@ def main(argv):
             for path in ("savedmodel", "savedmodel_latent"):
                 if path in FLAGS.paths:
                     functions_by_path[path] = loaded[path]
+        if "savedmodel_bfloat16" in FLAGS.paths:
+            functions_by_path["savedmodel_bfloat16"] = exported(model, params, "bfloat16")["savedmodel_latent"]
+        if "litert" in FLAGS.paths:
+            functions_by_path["litert"] = litert_runner(model, params)
         reference = bench_common.torch_reference_from(model, params) if FLAGS.torch else None
         for seconds in (float(s) for s in FLAGS.seconds):
             for batch in (int(b) for b in FLAGS.batches):
@@ -148,7 +159,7 @@ def main(argv):
                 bench_common.emit({**record, **info, "load_1min_after": round(os.getloadavg()[0], 2)})
 
 
-def exported(model, params) -> dict:
+def exported(model, params, precision: str = "float32") -> dict:
     """``model`` exported with ``tfwaveglow.export``, loaded back: path name -> ``fn(mel, sigma, z) -> audio``."""
     import tempfile
 
@@ -157,7 +168,7 @@ def exported(model, params) -> dict:
     from tfwaveglow.export import export_saved_model
 
     directory = tempfile.mkdtemp(prefix="synthesis_speed_")
-    loaded = tf.saved_model.load(export_saved_model(model, params, f"{directory}/waveglow/1"))
+    loaded = tf.saved_model.load(export_saved_model(model, params, f"{directory}/waveglow/1", precision=precision))
     synthesize_signature = loaded.signatures["synthesize"]
     latent_signature = loaded.signatures["synthesize_from_latent"]
 
@@ -180,6 +191,39 @@ def exported(model, params) -> dict:
     return {"savedmodel": synthesize, "savedmodel_latent": synthesize_from_latent}
 
 
+def litert_runner(model, params):
+    """``model``'s float32 LiteRT export in ``ai-edge-litert``'s interpreter: ``fn(mel, sigma, z) -> audio``.
+
+    Batch 1 only.
+    """
+    import tempfile
+
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tfwaveglow.export_litert import LITERT_SIGNATURE, export_litert
+
+    path = export_litert(model, params, tempfile.mkdtemp(prefix="synthesis_speed_") + "/waveglow.tflite")
+    interpreter = Interpreter(model_path=path, num_threads=FLAGS.threads)
+    run = interpreter.get_signature_runner(LITERT_SIGNATURE)
+
+    class Audio:  # what the TensorFlow paths return: ``.numpy()``
+        def __init__(self, array):
+            self.array = array
+
+        def numpy(self):
+            return self.array
+
+    def synthesize_from_latent(mel, sigma, z):
+        if mel.shape[0] != 1:
+            raise ValueError("the LiteRT model takes batch 1")
+        sigma = np.full([1], float(sigma), np.float32)
+        return Audio(run(mel=np.asarray(mel), z=np.asarray(z), sigma=sigma)["audio"])
+
+    synthesize_from_latent.interpreter = interpreter
+    return synthesize_from_latent
+
+
 def _tf_runner(fn, mel, sigma, z, outputs: dict, path: str):
     def run():
         outputs[path] = fn(mel, sigma, z).numpy()
@@ -187,17 +231,29 @@ def _tf_runner(fn, mel, sigma, z, outputs: dict, path: str):
     return run
 
 
-def _torch_runner(reference, mel_np, z_np, outputs: dict):
+def _torch_runner(reference, mel_np, z_np, outputs: dict, bfloat16: bool = False):
+    import contextlib
+
     import torch
 
     spect = torch.from_numpy(mel_np).transpose(1, 2)
     z = torch.from_numpy(z_np).transpose(1, 2)
+    name = "torch_bfloat16" if bfloat16 else "torch"
 
     def run():
-        with torch.inference_mode():
-            outputs["torch"] = reference.infer(spect, sigma=0.6, z=z).numpy()
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bfloat16 else contextlib.nullcontext()
+        with torch.inference_mode(), autocast:
+            outputs[name] = reference.infer(spect, sigma=0.6, z=z).float().numpy()
 
     return run
+
+
+def snr_db(estimate, reference) -> float:
+    """``10 log10(|reference|^2 / |estimate - reference|^2)`` over all samples."""
+    import numpy as np
+
+    error = np.sum((np.asarray(estimate, np.float64) - reference) ** 2)
+    return float("inf") if error == 0 else float(10 * np.log10(np.sum(np.asarray(reference, np.float64) ** 2) / error))
 
 
 def measure(model, functions_by_path: dict, reference, seconds: float, batch: int, repeats: int, peak) -> dict:
@@ -220,6 +276,8 @@ def measure(model, functions_by_path: dict, reference, seconds: float, batch: in
         fn(path_mel[:1, :2], sigma, z[:1, : 2 * hop // g])  # traces once; longer inputs reuse the trace
     if reference is not None:
         functions["torch"] = _torch_runner(reference, mel_np, z_np, outputs)
+        if FLAGS.torch_bfloat16:
+            functions["torch_bfloat16"] = _torch_runner(reference, mel_np, z_np, outputs, bfloat16=True)
     timings = bench_common.time_interleaved(functions, repeats, warmup=0)
     samples = batch * frames * hop
     work = macs_per_sample(model)
@@ -232,7 +290,8 @@ def measure(model, functions_by_path: dict, reference, seconds: float, batch: in
         "frames": frames,
         "macs_per_sample": {k: int(v) for k, v in work.items()},
     }
-    torch_time = timings["torch"]["median_s"] if "torch" in timings else None
+    torch_times = [timings[name]["median_s"] for name in ("torch", "torch_bfloat16") if name in timings]
+    torch_time = min(torch_times) if torch_times else None
     for name, t in timings.items():
         entry = {
             "median_s": round(t["median_s"], 4),
@@ -241,14 +300,23 @@ def measure(model, functions_by_path: dict, reference, seconds: float, batch: in
             "rtf": round(t["median_s"] / (samples / sr), 4),
             "times_s": t["times_s"],
         }
-        if torch_time and name != "torch":
-            entry["speedup_vs_torch"] = round(torch_time / t["median_s"], 3)
+        if torch_time and not name.startswith("torch"):
+            entry["speedup_vs_faster_torch"] = round(torch_time / t["median_s"], 3)
         if peak:
-            rate = samples / t["median_s"] / 1e9 / peak["peak_gmac_per_s"]
-            executed = work.get(name, work["nominal"] if name == "torch" else work["infer"])
+            # bfloat16 paths against the bfloat16 peak, the others against float32's.
+            peak_rate = peak["peak_gmac_per_s_bfloat16" if "bfloat16" in name else "peak_gmac_per_s"]
+            rate = samples / t["median_s"] / 1e9 / peak_rate
+            executed = work.get(name, work["nominal"] if name.startswith("torch") else work["infer"])
             entry["peak_fraction_nominal"] = round(rate * work["nominal"], 3)
             entry["peak_fraction_executed"] = round(rate * executed, 3)
         record[name] = entry
+    float32 = outputs.get("savedmodel_latent", outputs.get("infer"))
+    if float32 is not None:
+        record["snr_db_vs_float32"] = {
+            name: round(snr_db(out, float32), 1)
+            for name, out in outputs.items()
+            if "bfloat16" in name or name == "litert"
+        }
     if "torch" in outputs:
         scale = float(np.max(np.abs(outputs["torch"]))) or 1.0
         clipped = np.clip(outputs["torch"], -1.0, 1.0)  # the ``synthesize`` signature clips

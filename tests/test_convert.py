@@ -171,6 +171,7 @@ def test_state_dict_stride_comes_from_base_params_or_flag(state_dict_file, tmp_p
     assert report["layer_parity"] is None and report["upsample_stride_from"] == "given"
 
 
+@pytest.mark.slow  # about 15 s; CI runs it
 def test_cli_module_in_subprocess_without_glow_importable(reference, tmp_path):
     """`python -m` on NVIDIA's pickled layout where a `glow` import would fail: the reference is not what reads it."""
     checkpoint = glow_checkpoints.save(reference, tmp_path / "waveglow.pt", "pickled_legacy")

@@ -164,6 +164,7 @@ def test_bad_input_is_an_invalid_argument_error_naming_the_problem(fresh_results
     assert message in text, (case, text)
 
 
+@pytest.mark.slow  # about 11 s; CI runs it
 def test_saved_model_cli_lists_the_signatures(exported):
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
     out = run([cli, "show", "--dir", exported["path"], "--all"]).stdout
@@ -310,6 +311,7 @@ assert "tensorflow" not in [m for m in sys.modules if sys.modules[m] is not None
 """
 
 
+@pytest.mark.slow  # about 20 s each; CI runs them
 @pytest.mark.parametrize("precision", ["float32", "float16"])
 def test_litert_model_runs_without_tensorflow_equal_to_model_infer(tmp_path, precision):
     """The .tflite from the CLI, in a process that cannot import TensorFlow, against ``model.infer``."""
@@ -351,6 +353,7 @@ def test_litert_model_runs_without_tensorflow_equal_to_model_infer(tmp_path, pre
         assert relative < tolerance, (key, relative)
 
 
+@pytest.mark.slow  # about 30 s; CI runs it
 def test_bfloat16_saved_model_runs_the_wns_in_bfloat16_close_to_float32(tmp_path):
     model = tiny_model(seed=15)
     params = tiny_params()

@@ -186,11 +186,17 @@ def test_log_det_matches_autodiff_jacobian(name):
     samples = frames * HOP
     mel = tf.constant(rng.standard_normal((1, frames, 80)) * 0.3, tf.float32)
     audio = tf.constant(rng.uniform(-0.5, 0.5, (1, samples)), tf.float32)
-    with tf.GradientTape(persistent=True) as tape:
-        tape.watch(audio)
-        out = model.forward(mel, audio)
-        z = tf.reshape(out["z"], [-1])
-    jac = tape.jacobian(z, audio, experimental_use_pfor=False).numpy().reshape(samples, samples)
+
+    @tf.function
+    def forward_and_jacobian(audio):
+        with tf.GradientTape() as tape:
+            tape.watch(audio)
+            out = model.forward(mel, audio)
+            z = tf.reshape(out["z"], [-1])
+        return out, tape.jacobian(z, audio)
+
+    out, jac = forward_and_jacobian(audio)
+    jac = jac.numpy().reshape(samples, samples)
     sign, logabsdet = np.linalg.slogdet(jac.astype(np.float64))
     assert sign != 0
     np.testing.assert_allclose(logabsdet, float(out["log_s_sum"] + out["log_det_w_sum"]), rtol=1e-3, atol=1e-3)
@@ -287,6 +293,7 @@ np.savez(sys.argv[3], **{k: v.numpy() for k, v in out.items()})
 """
 
 
+@pytest.mark.slow  # about 30 s; CI runs it
 def test_frame_rate_model_exports_and_serves_in_a_fresh_process(tmp_path):
     """The repeat-upsampler, separable model through the SavedModel, in a process that cannot import tfwaveglow."""
     from export_helpers import run

@@ -84,7 +84,7 @@ def test_synthesis_starts_without_tensorflow_start_up_lines(tiny_model_dir):
     assert startup_kinds(proc.stderr) == set(), proc.stderr
 
 
-@pytest.mark.parametrize("how", ["flag", "environment"])
+@pytest.mark.parametrize("how", ["flag", pytest.param("environment", marks=pytest.mark.slow)])
 def test_verbose_flag_or_variable_shows_them(tiny_model_dir, printed_here, how):
     if not printed_here:
         pytest.skip("this TensorFlow build prints none of the known start-up lines here")
@@ -97,7 +97,11 @@ def test_verbose_flag_or_variable_shows_them(tiny_model_dir, printed_here, how):
 
 @pytest.mark.parametrize(
     "settings, shown",
-    [({}, False), ({"TF_CPP_MIN_LOG_LEVEL": "0"}, True), ({"TFWAVEGLOW_VERBOSE_TF": "1"}, True)],
+    [
+        pytest.param({}, False, marks=pytest.mark.slow),
+        ({"TF_CPP_MIN_LOG_LEVEL": "0"}, True),
+        pytest.param({"TFWAVEGLOW_VERBOSE_TF": "1"}, True, marks=pytest.mark.slow),
+    ],
     ids=["quiet", "user-log-level-respected", "verbose-variable"],
 )
 def test_import_tensorflow_respects_the_users_settings(printed_here, settings, shown):
@@ -193,18 +197,23 @@ def one_clip_dir(tmp_path_factory, speech_clips):
     return wave_dir
 
 
+# Each tool is a fresh process of about 9 s: `make test` starts one (train.py); CI starts them all.
+def _slow(*values):
+    return pytest.param(*values, marks=pytest.mark.slow)
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["-m", "tfwaveglow.export", "--model=/no/model", "--output={tmp}/export/1"], "export failed: no model"),
-        (["-m", "tfwaveglow.demo", "--model=/no/model", "--output_dir={tmp}/demo"], "demo: error: no model"),
-        (["-m", "tfwaveglow.convert_nvidia", "--checkpoint=/no/model.pt", "--output={tmp}/c"], "no such file"),
-        (["evaluate.py", "--reference_dir={tmp}", "--model=/no/model"], "evaluate: error: no model"),
+        _slow(["-m", "tfwaveglow.export", "--model=/no/model", "--output={tmp}/export/1"], "export failed: no model"),
+        _slow(["-m", "tfwaveglow.demo", "--model=/no/model", "--output_dir={tmp}/demo"], "demo: error: no model"),
+        _slow(["-m", "tfwaveglow.convert_nvidia", "--checkpoint=/no/model.pt", "--output={tmp}/c"], "no such file"),
+        _slow(["evaluate.py", "--reference_dir={tmp}", "--model=/no/model"], "evaluate: error: no model"),
         (["train.py", "--filelist=/no/list.txt", "--wave_dir={tmp}", "--lc_dir={tmp}", "--model_dir={tmp}/run"],
          "file list not found"),
-        (["scripts/ship_model.py", "--run_dir=/no/run", "--output_dir={tmp}/ship"], "run directory /no/run"),
-        (["preprocess_data.py", "--wave_dir={wavs}", "--mel_dir={tmp}/mels", "--data_dir={tmp}/data",
-          "--num_workers=1"], "preprocess: 100%"),
+        _slow(["scripts/ship_model.py", "--run_dir=/no/run", "--output_dir={tmp}/ship"], "run directory /no/run"),
+        _slow(["preprocess_data.py", "--wave_dir={wavs}", "--mel_dir={tmp}/mels", "--data_dir={tmp}/data",
+               "--num_workers=1"], "preprocess: 100%"),
     ],
     ids=["export", "demo", "convert_nvidia", "evaluate", "train", "ship_model", "preprocess_data"],
 )  # fmt: skip

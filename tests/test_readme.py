@@ -27,6 +27,9 @@ import pytest
 
 import tfwaveglow
 
+# Every README command as a program (about a minute in all): CI runs them (.ci/run), `make test` does not.
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
 RATE = 22050

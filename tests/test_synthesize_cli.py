@@ -133,6 +133,7 @@ def test_mels_and_copy_synthesis_with_bad_inputs_skipped(tmp_path, speech_clips)
     assert "synthesised 5 of 12 inputs" in proc.stdout
 
 
+@pytest.mark.slow  # about 15 s; CI runs it
 def test_training_run_directory_with_denoiser(tmp_path):
     params = cli_params()
     model = tiny_model(seed=23, weight_norm=True, params=params)
@@ -155,6 +156,7 @@ def test_training_run_directory_with_denoiser(tmp_path):
         assert_close_to(out_dir / f"{name}.wav", expected, params.audio.sampling_rate)
 
 
+@pytest.mark.slow  # about 30 s; CI runs it
 def test_positional_inputs_and_the_models_recommended_settings(tmp_path, speech_clips):
     params = tfwaveglow.load_params(overrides={**CLI_OVERRIDES, "export.sigma": 0.7, "export.denoiser_strength": 0.05})
     model = tiny_model(seed=25, params=params)
@@ -192,11 +194,20 @@ def test_positional_inputs_and_the_models_recommended_settings(tmp_path, speech_
     "args, message",
     [
         ([], "nothing to synthesise"),
-        (["notes.txt"], "notes.txt: unknown input file type '.txt': expected a mel (.npy, .pt)"),
-        (["a.npy", "mel"], "mel: unknown input file type '(no suffix)'"),
-        (["--mel=x.npy", "--batch_size=0"], "--batch_size must be >= 1"),
-        (["--mel=x.npy", "--sigma=-1"], "must be >= 0"),
-        (["--mel=x.npy", "--model=/no/such/model"], "cannot load the model: no model at /no/such/model"),
+        # Each case is a fresh process of about 8 s: the rest run in CI (-m slow).
+        pytest.param(
+            ["notes.txt"],
+            "notes.txt: unknown input file type '.txt': expected a mel (.npy, .pt)",
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(["a.npy", "mel"], "mel: unknown input file type '(no suffix)'", marks=pytest.mark.slow),
+        pytest.param(["--mel=x.npy", "--batch_size=0"], "--batch_size must be >= 1", marks=pytest.mark.slow),
+        pytest.param(["--mel=x.npy", "--sigma=-1"], "must be >= 0", marks=pytest.mark.slow),
+        pytest.param(
+            ["--mel=x.npy", "--model=/no/such/model"],
+            "cannot load the model: no model at /no/such/model",
+            marks=pytest.mark.slow,
+        ),
     ],
 )
 def test_usage_errors(tmp_path, args, message):

@@ -226,6 +226,7 @@ def test_fit_writes_a_loadable_run_dir_with_summaries(tmp_path):
         assert f.read() == before
 
 
+@pytest.mark.slow  # about 25 s; CI runs it
 def test_resume_repeats_an_uninterrupted_run_exactly(tmp_path):
     """Deterministic mode: 6 steps straight == 3 steps, then a fresh trainer restores and runs 3 more."""
     params = tiny_params(train__deterministic=True)
@@ -409,6 +410,7 @@ def test_checkpoint_index_never_lists_a_checkpoint_being_deleted(tmp_path, monke
 
 
 # ----------------------------------------------------------------------------- precision
+@pytest.mark.slow  # about 12 s; CI runs it
 def test_loss_scaling_in_float32_gives_the_unscaled_step(tmp_path):
     params = tiny_params()
     mel, audio = clips(4)
@@ -452,6 +454,7 @@ def test_mixed_precision_is_not_applied_without_a_gpu(tmp_path):
     assert keras.mixed_precision.global_policy().name == "float32"
 
 
+@pytest.mark.slow  # about 12 s; CI runs it
 def test_forced_mixed_float16_keeps_float32_variables_log_dets_and_loss(tmp_path):
     """The float16 path, forced on the CPU: float32 variables, log-dets and loss; close to float32 training."""
     params = tiny_params()
@@ -508,6 +511,7 @@ def test_mixed_precision_setting_is_checked():
     assert training.configure_mixed_precision(False) is None
 
 
+@pytest.mark.slow  # about 17 s; CI runs it
 def test_jit_compiled_step_matches_the_graph_step(tmp_path):
     mel, audio = clips(4)
     batch = (tf.constant(mel), tf.constant(audio))
@@ -600,6 +604,7 @@ def finish(process, timeout=240):
     return out
 
 
+@pytest.mark.slow  # about 40 s; CI runs it
 def test_mirrored_over_two_cpu_devices_matches_one_device(tmp_path):
     out = finish(run_worker(["mirrored", str(tmp_path)]))
     assert "replicas 2" in out
@@ -690,6 +695,7 @@ def run_cli(*args, timeout=300):
     )
 
 
+@pytest.mark.slow  # about 35 s; CI runs it
 def test_train_cli_smoke_on_real_speech_then_resume(tmp_path, corpus):
     from tfwaveglow import data
 

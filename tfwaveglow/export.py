@@ -60,9 +60,9 @@ from tfwaveglow.denoiser import Denoiser  # noqa: E402
 from tfwaveglow.model_io import load_model_and_params  # noqa: E402
 from tfwaveglow.synthesis import (  # noqa: E402
     context_frames,
-    default_window_frames,
     draw_latent,
     infer_in_windows,
+    window_rule,
 )
 
 __all__ = ["SIGNATURES", "WaveGlowServingModule", "export_saved_model", "main"]
@@ -101,9 +101,6 @@ class WaveGlowServingModule(tf.Module):
         affine steps) and the denoiser in float32; inputs and outputs stay float32.
     """
 
-    # Frames added to the derived context on each side, as synthesis.Synthesizer's default.
-    WINDOW_MARGIN_FRAMES = 1
-
     def __init__(
         self,
         model,
@@ -126,15 +123,7 @@ class WaveGlowServingModule(tf.Module):
         a = params.audio
         self.denoiser = Denoiser.from_model(model, a.filter_length, a.hop_length, a.win_length)
         self.context_frames = tf.Variable(list(context_frames(model)), dtype=tf.int32, trainable=False)
-        self._window_context = tuple(c + self.WINDOW_MARGIN_FRAMES for c in context_frames(model))
-        if window_frames is None:
-            window_frames = default_window_frames(self._window_context)
-        if window_frames <= sum(self._window_context):
-            raise ValueError(
-                f"window_frames ({window_frames}) must exceed the model's context ({self._window_context[0]} + "
-                f"{self._window_context[1]} frames)"
-            )
-        self._window_frames = int(window_frames)
+        self._window_context, self._window_frames = window_rule(context_frames(model), window_frames)
         self.window_frames = tf.Variable(self._window_frames, dtype=tf.int32, trainable=False)
         self.params_file = tf.saved_model.Asset(params_path)
         self._n_mel = model.n_mel_channels

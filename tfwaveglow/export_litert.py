@@ -41,14 +41,12 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 
 from tfwaveglow.config import Params
 from tfwaveglow.model import WaveGlow
-from tfwaveglow.synthesis import context_frames, default_window_frames, infer_in_windows
+from tfwaveglow.synthesis import context_frames, infer_in_windows, window_rule
 
 __all__ = ["LITERT_PRECISIONS", "LITERT_SIGNATURE", "export_litert", "litert_model"]
 
 LITERT_SIGNATURE = "synthesize_from_latent"
 LITERT_PRECISIONS = ("float32", "float16")
-# As the SavedModel: the derived context plus one frame each side.
-WINDOW_MARGIN_FRAMES = 1
 
 
 def litert_model(model: WaveGlow, params: Params) -> WaveGlow:
@@ -88,11 +86,7 @@ def export_litert(
         )
     output_file = os.path.abspath(os.fspath(output_file))
     device_model = litert_model(model, params)
-    context = tuple(c + WINDOW_MARGIN_FRAMES for c in context_frames(device_model))
-    if window_frames is None:
-        window_frames = default_window_frames(context)
-    if window_frames <= sum(context):
-        raise ValueError(f"window_frames ({window_frames}) must exceed the model's context ({context} frames)")
+    context, window_frames = window_rule(context_frames(device_model), window_frames)
     inverse_kernels = [
         tf.constant(np.linalg.inv(conv.kernel.numpy().astype(np.float64)).astype(np.float32))
         for conv in device_model.convinv

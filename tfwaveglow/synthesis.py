@@ -54,6 +54,7 @@ __all__ = [
     "plan_windows",
     "read_mel",
     "receptive_context_frames",
+    "window_rule",
 ]
 
 # The second word of the stateless seed pair: z = stateless_normal(..., seed=[seed, LATENT_SEED_STREAM]).
@@ -62,6 +63,31 @@ LATENT_SEED_STREAM = 0
 # Frames per window: about 6 s of audio at 22.05 kHz / hop 256, where the
 # default model's context (about 2 x 100 frames) costs under a third extra.
 DEFAULT_WINDOW_FRAMES = 512
+
+
+# Frames added to the derived context on each side of a window.
+WINDOW_MARGIN_FRAMES = 1
+
+
+def window_rule(
+    context: tuple[int, int], window_frames: int | None = None, margin_frames: int = WINDOW_MARGIN_FRAMES
+) -> tuple[tuple[int, int], int]:
+    """The windowing every synthesis path uses: ``(context with margins, window_frames)``.
+
+    Args:
+      context: ``(left, right)`` frames a kept frame needs (:func:`context_frames`).
+      window_frames: frames per window; None: :func:`default_window_frames`.
+      margin_frames: frames added to the context on each side.
+
+    Raises:
+      ValueError: ``window_frames`` not above the context with its margins.
+    """
+    left, right = (int(c) + margin_frames for c in context)
+    if window_frames is None:
+        window_frames = default_window_frames((left, right))
+    if window_frames <= left + right:
+        raise ValueError(f"window_frames ({window_frames}) must exceed the model's context ({left} + {right} frames)")
+    return (left, right), int(window_frames)
 
 
 def default_window_frames(context: tuple[int, int]) -> int:
@@ -451,22 +477,13 @@ class Synthesizer:
         engine,
         window_frames: int | None = None,
         batch_size: int = 1,
-        margin_frames: int = 1,
+        margin_frames: int = WINDOW_MARGIN_FRAMES,
         denoise_block_samples: int = 1 << 20,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.engine = engine
-        left, right = engine.context
-        self.context = (left + margin_frames, right + margin_frames)
-        if window_frames is None:
-            window_frames = default_window_frames(self.context)
-        if window_frames <= sum(self.context):
-            raise ValueError(
-                f"window_frames ({window_frames}) must exceed the model's context "
-                f"({self.context[0]} + {self.context[1]} frames)"
-            )
-        self.window_frames = int(window_frames)
+        self.context, self.window_frames = window_rule(engine.context, window_frames, margin_frames)
         self.batch_size = int(batch_size)
         self.denoise_block_samples = int(denoise_block_samples)
 
