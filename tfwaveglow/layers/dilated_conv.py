@@ -46,8 +46,9 @@ DEFAULT_MODE = "time_to_batch"
 def native_dilation_gradient_error() -> str | None:
     """Why this machine's TensorFlow cannot differentiate conv1d's own dilation, or None.
 
-    Some CPU builds (the Eigen fallback, e.g. on AMD Zen 5 hosts) run a dilated
-    ``tf.nn.conv1d`` forward but refuse its input gradient for dilation > 1.
+    Where oneDNN is off (TensorFlow's Eigen kernels, e.g. on CPUs without AVX-512)
+    a dilated ``tf.nn.conv1d`` runs forward but its input gradient is refused for
+    dilation > 1.
     A tiny probe answers once per process.
     """
     global _NATIVE_GRADIENT_ERROR
