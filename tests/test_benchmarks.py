@@ -138,3 +138,24 @@ def test_plot_and_table(tmp_path, capsys):
     table = capsys.readouterr().out
     assert "| default | 10 s | 1 | 2 | infer | 1.00 | 2.00 | 11.00 | 0.500 | **1.50** |" in table
     assert table.count("| default |") == 6
+
+
+@pytest.mark.slow  # exports a SavedModel and a LiteRT model of a tiny model in fresh processes; CI runs it
+@pytest.mark.parametrize("export_format, precision", [("saved_model", "float32"), ("tflite", "float16")])
+def test_served_speed(tmp_path, export_format, precision):
+    import subprocess
+
+    import tfwaveglow
+
+    params = tfwaveglow.load_params(overrides={"model.n_flows": 2, "model.wn.n_layers": 2, "model.wn.n_channels": 8})
+    model_dir = tfwaveglow.save_model(tfwaveglow.WaveGlow.from_params(params), str(tmp_path / "m"), params)
+    cmd = [sys.executable, os.path.join(BENCHMARKS, "served_speed.py"), f"--model={model_dir}", "--seconds=0.5",
+           "--repeats=1", f"--format={export_format}", f"--precision={precision}"]  # fmt: skip
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env, timeout=600).stdout
+    (record,) = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert record["format"] == export_format and record["precision"] == precision
+    assert record["parameters"] == tfwaveglow.count_parameters(tfwaveglow.load_model(model_dir))
+    # Audio seconds per wall second, from the same median: the two speed fields agree.
+    assert record["times_real_time"] == pytest.approx(record["audio_seconds"] / record["median_seconds"], rel=2e-2)
+    assert record["khz"] == pytest.approx(record["times_real_time"] * 22.05, rel=2e-2)
