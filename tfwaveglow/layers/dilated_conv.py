@@ -33,6 +33,8 @@ each times its tap.
 
 from __future__ import annotations
 
+import functools
+
 import keras
 import tensorflow as tf
 
@@ -43,30 +45,23 @@ MODES = ("shifted_matmul", "time_to_batch", "phase_conv2d", "native")
 DEFAULT_MODE = "time_to_batch"
 
 
+@functools.cache
 def native_dilation_gradient_error() -> str | None:
     """Why this machine's TensorFlow cannot differentiate conv1d's own dilation, or None.
 
     Where oneDNN is off (TensorFlow's Eigen kernels, e.g. on CPUs without AVX-512)
     a dilated ``tf.nn.conv1d`` runs forward but its input gradient is refused for
-    dilation > 1.
-    A tiny probe answers once per process.
+    dilation > 1. A tiny probe answers once per process.
     """
-    global _NATIVE_GRADIENT_ERROR
-    if _NATIVE_GRADIENT_ERROR is None:
-        x = tf.zeros([1, 8, 1])
-        kernel = tf.zeros([3, 1, 1])
-        try:
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                y = tf.nn.conv1d(x, kernel, stride=1, padding="SAME", dilations=2)
-            tape.gradient(y, x).numpy()
-            _NATIVE_GRADIENT_ERROR = ""
-        except tf.errors.InvalidArgumentError as e:
-            _NATIVE_GRADIENT_ERROR = str(e.message).strip().splitlines()[0]
-    return _NATIVE_GRADIENT_ERROR or None
-
-
-_NATIVE_GRADIENT_ERROR: str | None = None
+    x = tf.zeros([1, 8, 1])
+    try:
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = tf.nn.conv1d(x, tf.zeros([3, 1, 1]), stride=1, padding="SAME", dilations=2)
+        tape.gradient(y, x).numpy()
+    except tf.errors.InvalidArgumentError as e:
+        return str(e.message).strip().splitlines()[0]
+    return None
 
 
 def time_to_batch(x: tf.Tensor, dilation: int) -> tf.Tensor:
