@@ -161,6 +161,22 @@ def torch_reference_from(model, params, weight_norm: bool = False):
     return build_reference(params.model, weights_to_arrays(model), weight_norm=weight_norm)
 
 
+def random_model(params, dilated_conv=None):
+    """A folded model with random weights that make every coupling non-trivial (``end`` is not zero)."""
+    import numpy as np
+
+    import tfwaveglow
+
+    model = tfwaveglow.WaveGlow.from_params(params, dilated_conv=dilated_conv)
+    rng = np.random.default_rng(0)
+    for coupling in model.couplings:
+        end = coupling.wn.end
+        scale = 0.1 / np.sqrt(end.kernel.shape[0])
+        end.kernel.assign(rng.normal(0.0, scale, end.kernel.shape).astype(np.float32))
+        end.bias.assign(rng.normal(0.0, 0.01, end.bias.shape).astype(np.float32))
+    return model
+
+
 def parse(flag_values, argv: list[str]) -> None:
     """Parses a full command line (program name first) into a benchmark's own ``FlagValues``."""
     flag_values.unparse_flags()

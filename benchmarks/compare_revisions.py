@@ -62,7 +62,7 @@ def main(argv):
     bench_common.setup_threads(FLAGS.threads, torch_too=False)
     import numpy as np
     import tensorflow as tf
-    from synthesis_speed import load_model_params, random_model
+    from synthesis_speed import load_model_params
 
     import tfwaveglow
 
@@ -70,7 +70,7 @@ def main(argv):
     params = load_model_params(FLAGS.model)
     with tempfile.TemporaryDirectory() as tmp:
         old = import_revision(FLAGS.before, tmp)
-        current = random_model(params)
+        current = bench_common.random_model(params)
         old_params = old.load_params(None, overrides=_flat_model(params))
         models = {
             "before": lambda wn: _copy(old.WaveGlow.from_params(old_params, weight_norm=wn), current),

@@ -37,11 +37,11 @@ def main(argv):
     info = bench_common.start(FLAGS, argv, quick={"models": ["tiny"], "seconds": 0.1, "torch": False})
     import numpy as np
     import tensorflow as tf
-    from synthesis_speed import load_model_params, random_model
+    from synthesis_speed import load_model_params
 
     for model_name in FLAGS.models:
         params = load_model_params(model_name)
-        model = random_model(params, FLAGS.dilated_conv)
+        model = bench_common.random_model(params, FLAGS.dilated_conv)
         hop, g = model.hop_length, model.n_group
         frames = max(1, round(FLAGS.seconds * 22050 / hop))
         rng = np.random.default_rng(0)

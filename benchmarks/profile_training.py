@@ -31,12 +31,14 @@ def main(argv):
     info = bench_common.start(FLAGS, argv, quick={"models": ["tiny"], "segment": 1024, "torch": False})
     import numpy as np
     import tensorflow as tf
-    from synthesis_speed import load_model_params, random_model
+    from synthesis_speed import load_model_params
     from training_speed import _tf_step
 
     for model_name in FLAGS.models:
         params = load_model_params(model_name)
-        step = _tf_step(params, random_model(params, FLAGS.dilated_conv), FLAGS.dilated_conv, jit_compile=False)
+        step = _tf_step(
+            params, bench_common.random_model(params, FLAGS.dilated_conv), FLAGS.dilated_conv, jit_compile=False
+        )
         frames = -(-FLAGS.segment // params.model.upsample_stride)
         rng = np.random.default_rng(0)
         mel = tf.constant(rng.normal(-5.0, 2.0, (FLAGS.batch, frames, params.model.n_mel_channels)).astype(np.float32))

@@ -25,6 +25,9 @@ import textwrap
 
 from absl import app, flags
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_common  # noqa: E402
+
 flags.DEFINE_string("seconds", "120,600", "Comma-separated request lengths in seconds; each in its own process.")
 flags.DEFINE_string("params", None, "Params YAML (default: the repository's params.yaml, NVIDIA's model).")
 flags.DEFINE_integer("window_frames", 512, "The export's synthesis window in mel frames.")
@@ -32,7 +35,7 @@ flags.DEFINE_integer("threads", 2, "TensorFlow threads in the serving process.")
 flags.DEFINE_string("export_dir", None, "Where to export (default: a temporary directory).")
 FLAGS = flags.FLAGS
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = bench_common.REPO_ROOT
 
 # Run with python -I: no tfwaveglow, only TensorFlow and NumPy.
 SERVE = textwrap.dedent(
@@ -84,18 +87,12 @@ SERVE = textwrap.dedent(
 
 
 def export(directory: str) -> str:
-    import numpy as np
-
     sys.path.insert(0, ROOT)
     import tfwaveglow
     from tfwaveglow.export import export_saved_model
 
     params = tfwaveglow.load_params(FLAGS.params or os.path.join(ROOT, "params.yaml"))
-    model = tfwaveglow.WaveGlow.from_params(params)
-    rng = np.random.default_rng(0)
-    for coupling in model.couplings:  # WN's end starts at zero; make every coupling do work
-        end = coupling.wn.end
-        end.assign_kernel(rng.normal(0, 0.01, end.kernel.shape), np.zeros(end.bias.shape))
+    model = bench_common.random_model(params)
     return export_saved_model(
         model, params, os.path.join(directory, "waveglow", "1"), window_frames=FLAGS.window_frames
     )

@@ -23,6 +23,9 @@ import time
 
 from absl import app, flags
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_common  # noqa: E402
+
 flags.DEFINE_string("seconds", "10", "Comma-separated audio lengths in seconds; each runs in its own process.")
 flags.DEFINE_integer("window_frames", 512, "Synthesizer window in mel frames.")
 flags.DEFINE_integer("batch_size", 1, "Windows per model call.")
@@ -34,7 +37,7 @@ flags.DEFINE_enum(
 flags.DEFINE_bool("child", False, "Internal: run one length in this process.")
 FLAGS = flags.FLAGS
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = bench_common.REPO_ROOT
 
 
 def peak_rss_mib() -> float:
@@ -54,11 +57,8 @@ def run_one(seconds: float) -> dict:
     from tfwaveglow.synthesis import ModelEngine, Synthesizer, plan_windows
 
     params = tfwaveglow.load_params(FLAGS.params or os.path.join(ROOT, "params.yaml"))
-    model = tfwaveglow.WaveGlow.from_params(params)
+    model = bench_common.random_model(params)
     rng = np.random.default_rng(0)
-    for coupling in model.couplings:  # WN's end starts at zero; make every coupling do work
-        end = coupling.wn.end
-        end.assign_kernel(rng.normal(0, 0.01, end.kernel.shape), np.zeros(end.bias.shape))
     hop = params.audio.hop_length
     frames = int(round(seconds * params.audio.sampling_rate / hop))
     mel = rng.normal(-6.0, 2.0, (frames, params.audio.n_mel_channels)).astype(np.float32)

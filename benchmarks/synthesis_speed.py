@@ -77,22 +77,6 @@ def load_model_params(name: str):
     raise ValueError(f"unknown model {name!r}: default, small or tiny")
 
 
-def random_model(params, dilated_conv=None):
-    """A folded model with random weights that make every coupling non-trivial (``end`` is not zero)."""
-    import numpy as np
-
-    import tfwaveglow
-
-    model = tfwaveglow.WaveGlow.from_params(params, dilated_conv=dilated_conv)
-    rng = np.random.default_rng(0)
-    for coupling in model.couplings:
-        end = coupling.wn.end
-        scale = 0.1 / np.sqrt(end.kernel.shape[0])
-        end.kernel.assign(rng.normal(0.0, scale, end.kernel.shape).astype(np.float32))
-        end.bias.assign(rng.normal(0.0, 0.01, end.bias.shape).astype(np.float32))
-    return model
-
-
 def macs_per_sample(model) -> dict:
     """Multiply-adds per audio sample: NVIDIA's formulation and what ``infer`` executes (with and without composing).
 
@@ -134,7 +118,7 @@ def main(argv):
         bench_common.emit({"benchmark": "matmul_peak", **peak, **info})
     for model_name in FLAGS.models:
         params = load_model_params(model_name)
-        model = random_model(params, FLAGS.dilated_conv)
+        model = bench_common.random_model(params, FLAGS.dilated_conv)
         functions_by_path = {}
         if "infer" in FLAGS.paths:
             functions_by_path["infer"] = model.infer_fn

@@ -99,10 +99,10 @@ def _torch_step(params, folded, bfloat16: bool = False):
 def measure(model_name, batch, segment, paths, use_torch, repeats, quick) -> dict:
     import numpy as np
     import tensorflow as tf
-    from synthesis_speed import load_model_params, random_model
+    from synthesis_speed import load_model_params
 
     params = load_model_params(model_name)
-    folded = random_model(params, FLAGS.dilated_conv)
+    folded = bench_common.random_model(params, FLAGS.dilated_conv)
     frames = -(-segment // params.model.upsample_stride)
     rng = np.random.default_rng(0)
     mel_np = rng.normal(-5.0, 2.0, (batch, frames, params.model.n_mel_channels)).astype(np.float32)

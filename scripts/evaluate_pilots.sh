@@ -20,10 +20,7 @@ RUNS="$1"
 OUT="$2"
 CORPUS="${CORPUS_DIR:-$ROOT/corpus}"
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
-mkdir -p "$OUT/heldout12"
-head -n 12 "$CORPUS/valid.txt" | while read -r id; do
-  mkdir -p "$(dirname "$OUT/heldout12/$id")" && ln -sf "$CORPUS/audio/$id.wav" "$OUT/heldout12/$id.wav"
-done
+"$ROOT/scripts/link_heldout.sh" "$CORPUS" "$OUT/heldout12" 12
 for run in "$RUNS"/*/; do
   name="$(basename "$run")"
   [[ -d "$run/checkpoints" ]] || continue

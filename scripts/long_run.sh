@@ -28,10 +28,7 @@ CORPUS="${CORPUS_DIR:-$ROOT/corpus}"
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 THREADS="${THREADS:-2}"
 HELDOUT="$RUN/heldout12"
-mkdir -p "$HELDOUT"
-head -n 12 "$CORPUS/valid.txt" | while read -r id; do
-  mkdir -p "$(dirname "$HELDOUT/$id")" && ln -sf "$CORPUS/audio/$id.wav" "$HELDOUT/$id.wav"
-done
+"$ROOT/scripts/link_heldout.sh" "$CORPUS" "$HELDOUT" 12
 
 latest_step() {
   "$PYTHON" - "$RUN" <<'PY'

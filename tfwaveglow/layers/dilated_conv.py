@@ -266,8 +266,37 @@ def dilated_depthwise_conv1d(x: tf.Tensor, kernel: tf.Tensor, dilation: int, mod
     return _shifted_depthwise(x, kernel, dilation)
 
 
+class _DilatedLayer(KernelMixin, keras.layers.Layer):
+    """What both dilated layers share: the tap count, dilation, mode and weight-norm choice.
+
+    Subclasses add their channel arguments, ``build`` and ``call``; ``get_config`` here
+    carries the shared four.
+    """
+
+    def __init__(self, kernel_size: int, dilation_rate: int, mode: str, weight_norm: bool, **kwargs):
+        super().__init__(**kwargs)
+        if kernel_size % 2 != 1:
+            raise ValueError(f"kernel_size must be odd for centred padding, got {kernel_size}")
+        if mode not in MODES:
+            raise ValueError(f"unknown dilated conv mode {mode!r}; expected one of {MODES}")
+        self.kernel_size = int(kernel_size)
+        self.dilation_rate = int(dilation_rate)
+        self.mode = mode
+        self.weight_norm = bool(weight_norm)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            kernel_size=self.kernel_size,
+            dilation_rate=self.dilation_rate,
+            mode=self.mode,
+            weight_norm=self.weight_norm,
+        )
+        return config
+
+
 @keras.saving.register_keras_serializable(package="tfwaveglow")
-class DilatedConv1D(KernelMixin, keras.layers.Layer):
+class DilatedConv1D(_DilatedLayer):
     """Dilated non-causal Conv1d with "same" length output and a bias.
 
     Args:
@@ -294,17 +323,9 @@ class DilatedConv1D(KernelMixin, keras.layers.Layer):
         weight_norm: bool = False,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        if kernel_size % 2 != 1:
-            raise ValueError(f"kernel_size must be odd for centred padding, got {kernel_size}")
-        if mode not in MODES:
-            raise ValueError(f"unknown dilated conv mode {mode!r}; expected one of {MODES}")
+        super().__init__(kernel_size, dilation_rate, mode, weight_norm, **kwargs)
         self.in_channels = int(in_channels)
         self.out_channels = int(out_channels)
-        self.kernel_size = int(kernel_size)
-        self.dilation_rate = int(dilation_rate)
-        self.mode = mode
-        self.weight_norm = bool(weight_norm)
 
     def build(self, input_shape=None):
         fan_in = self.in_channels * self.kernel_size
@@ -325,19 +346,12 @@ class DilatedConv1D(KernelMixin, keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            in_channels=self.in_channels,
-            out_channels=self.out_channels,
-            kernel_size=self.kernel_size,
-            dilation_rate=self.dilation_rate,
-            mode=self.mode,
-            weight_norm=self.weight_norm,
-        )
+        config.update(in_channels=self.in_channels, out_channels=self.out_channels)
         return config
 
 
 @keras.saving.register_keras_serializable(package="tfwaveglow")
-class DepthwiseDilatedConv1D(KernelMixin, keras.layers.Layer):
+class DepthwiseDilatedConv1D(_DilatedLayer):
     """Dilated non-causal depthwise Conv1d (``groups = channels``) with a bias.
 
     Args:
@@ -360,16 +374,8 @@ class DepthwiseDilatedConv1D(KernelMixin, keras.layers.Layer):
         weight_norm: bool = False,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        if kernel_size % 2 != 1:
-            raise ValueError(f"kernel_size must be odd for centred padding, got {kernel_size}")
-        if mode not in MODES:
-            raise ValueError(f"unknown dilated conv mode {mode!r}; expected one of {MODES}")
+        super().__init__(kernel_size, dilation_rate, mode, weight_norm, **kwargs)
         self.channels = int(channels)
-        self.kernel_size = int(kernel_size)
-        self.dilation_rate = int(dilation_rate)
-        self.mode = mode
-        self.weight_norm = bool(weight_norm)
 
     def build(self, input_shape=None):
         # PyTorch's fan-in for a grouped conv: in_channels / groups * k = k.
@@ -386,11 +392,5 @@ class DepthwiseDilatedConv1D(KernelMixin, keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            channels=self.channels,
-            kernel_size=self.kernel_size,
-            dilation_rate=self.dilation_rate,
-            mode=self.mode,
-            weight_norm=self.weight_norm,
-        )
+        config.update(channels=self.channels)
         return config
