@@ -50,6 +50,13 @@ flags.DEFINE_float(
     "denoiser_strength", None, "export.denoiser_strength of the shipped params (default: demo's).", flag_values=FLAGS
 )
 flags.DEFINE_string("evaluation_md", None, "Markdown for the card's evaluation section.", flag_values=FLAGS)
+flags.DEFINE_multi_string(
+    "reproduce_params",
+    None,
+    "Config YAMLs (layered in order) that the card's reproduction command starts from; overrides add the rest "
+    "(default: configs/cpu_convergence.yaml).",
+    flag_values=FLAGS,
+)
 flags.DEFINE_float("max_megabytes", 25.0, "Largest allowed model directory (MB, 10^6 bytes).", flag_values=FLAGS)
 flags.mark_flags_as_required(["run_dir"], flag_values=FLAGS)
 
@@ -59,12 +66,11 @@ EVALUATION_END = "<!-- evaluation:end -->"
 EVALUATION_PLACEHOLDER = """Not measured yet for this checkpoint. To fill in, on all 62 held-out utterances:
 
 ```bash
-mkdir -p out/valid && while read -r id; do mkdir -p "out/valid/$(dirname "$id")"; \\
-    ln -sf "$PWD/corpus/audio/$id.wav" "out/valid/$id.wav"; done < corpus/valid.txt
+scripts/link_heldout.sh "$PWD/corpus" out/valid 0     # all of corpus/valid.txt
 python evaluate.py --reference_dir=out/valid --model=models/fishfillets_cs --output_dir=out/eval
 python scripts/ship_model.py --run_dir=RUN_DIR --evaluation_md=out/eval/evaluation.md
 ```"""
-# The config file the card's reproduction command starts from.
+# The config file the card's reproduction command starts from unless --reproduce_params says otherwise.
 REPRODUCE_CONFIG = "configs/cpu_convergence.yaml"
 # Train rows (one per summary interval) averaged for the reported training NLL.
 TRAIN_ROWS_AVERAGED = 10
@@ -234,15 +240,16 @@ def _dotted(prefix: str, values: dict) -> dict:
     return flat
 
 
-def reproduce_overrides(params, steps: int) -> list[str]:
-    """``--params_override`` entries that turn ``REPRODUCE_CONFIG`` into the run's config, trained to ``steps``.
+def reproduce_overrides(params, steps: int, config_paths: list[str]) -> list[str]:
+    """``--params_override`` entries that turn the layered configs into the run's config, trained to ``steps``.
 
     Every ``model``, ``data`` and ``train`` key whose value in ``params`` differs
-    from the config file's, with ``train.steps`` set to ``steps``.
+    from the config files' (``config_paths``, relative to the repository, layered in
+    order), with ``train.steps`` set to ``steps``.
     """
     import tfwaveglow
 
-    base = tfwaveglow.load_params(os.path.join(ROOT, REPRODUCE_CONFIG))
+    base = tfwaveglow.load_params([os.path.join(ROOT, path) for path in config_paths])
     entries = [f"train.steps={steps}"]
     for section in ("model", "data", "train"):
         ours = _dotted(f"{section}.", dataclasses.asdict(getattr(params, section)))
@@ -253,8 +260,42 @@ def reproduce_overrides(params, steps: int) -> list[str]:
     return entries
 
 
-def model_card(info: dict, params, record: dict, summary: dict | None, evaluation: str) -> str:
+def architecture(params, parameters: int) -> str:
+    """One sentence on the flow's layout: flows, group size, WN, conditioning, parameter count."""
+    m = params.model
+    hop = params.audio.hop_length
+    steps_per_frame = hop // m.n_group if hop % m.n_group == 0 else None
+    rate = (
+        f"{m.n_group}-sample groups ({'one' if steps_per_frame == 1 else steps_per_frame} per mel frame)"
+        if steps_per_frame
+        else f"{m.n_group}-sample groups"
+    )
+    wn = f"WN {m.wn.n_layers} layers × {m.wn.n_channels} channels" + (
+        " (depthwise-separable)" if m.wn.separable else ""
+    )
+    if m.upsampler == "transposed_conv":
+        cond = f"NVIDIA's transposed-conv upsampler ({m.upsample_kernel_size} taps)"
+    else:
+        context = f"{m.frame_context} frame{'s' if m.frame_context != 1 else ''} of context either side"
+        cond = f"the mel repeated to the group rate with {context}"
+    return f"{m.n_flows} flows of {rate}, {wn}, {cond}; {parameters:,} parameters"
+
+
+def precision(train) -> str:
+    """How the run computed: float32, or the mixed-precision dtype."""
+    if train.mixed_precision in (False, "float32"):
+        return "float32"
+    if train.mixed_precision is True:
+        return "float32 on a CPU (`mixed_precision: true` applies on a GPU only)"
+    return f"{train.mixed_precision} mixed precision"
+
+
+def model_card(
+    info: dict, params, record: dict, summary: dict | None, evaluation: str, config_paths: list[str] | None = None
+) -> str:
     import yaml
+
+    config_paths = list(config_paths or [REPRODUCE_CONFIG])
 
     model_yaml = yaml.safe_dump({"model": dataclasses.asdict(params.model)}, sort_keys=False).strip()
     t = params.train
@@ -280,7 +321,11 @@ def model_card(info: dict, params, record: dict, summary: dict | None, evaluatio
     else:
         examples = "Not run (`--samples_dir=''`)."
     train_from, train_to = record["train_steps"]
-    overrides = " \\\n".join(f"    --params_override={entry}" for entry in reproduce_overrides(params, info["steps"]))
+    overrides = " \\\n".join(
+        f"    --params_override={entry}" for entry in reproduce_overrides(params, info["steps"], config_paths)
+    )
+    configs = ", ".join(f"`{path}`" for path in config_paths)
+    params_flags = " ".join(f"--params={path}" for path in config_paths)
     quality = "expect hiss and buzz, clearly worse than NVIDIA's published model"
     if summary is not None:
         means = {m: {k: summary["average"][k][m]["mean"] for k in summary["average"]} for m in ("log_mel_distance",)}
@@ -295,8 +340,8 @@ def model_card(info: dict, params, record: dict, summary: dict | None, evaluatio
 
 A WaveGlow vocoder (mel spectrogram → 22.05 kHz speech) trained from scratch with tfwaveglow on
 the Czech voices of the game Fish Fillets – Next Generation. Small enough to train on a CPU:
-{params.model.n_flows} flows, WN {params.model.wn.n_layers} layers × {params.model.wn.n_channels} channels,
-NVIDIA's upsampler, {info["parameters"]:,} parameters (NVIDIA's published model: 12 flows, 8 × 256, about 88 M).
+{architecture(params, info["parameters"])} (NVIDIA's published model: 12 flows of 8-sample
+groups, WN 8 × 256, about 88 M).
 
 | | |
 | --- | --- |
@@ -346,8 +391,8 @@ are trained on them and are distributed under the **GPL-2** as well. tfwaveglow'
 
 ## Training
 
-`{REPRODUCE_CONFIG}` (trained longer): random {segment}-sample segments, batch {t.batch_size},
-Adam, float32 (mixed precision applies on a GPU only), {order} data order. From the shipped `params.yaml`:
+{configs} (trained longer): random {segment}-sample segments, batch {t.batch_size},
+Adam, {precision(t)}, {order} data order. From the shipped `params.yaml`:
 
 ```yaml
 {model_yaml}
@@ -360,7 +405,7 @@ Adam, float32 (mixed precision applies on a GPU only), {order} data order. From 
 scripts/get_corpus.sh      # downloads fillets-ng-data-cs with apt-get, preprocesses into corpus/
 python train.py --filelist=corpus/train.txt --valid_filelist=corpus/valid.txt \\
     --wave_dir=corpus/audio --lc_dir=corpus/mels --model_dir=runs/ship \\
-    --params={REPRODUCE_CONFIG} \\
+    {params_flags} \\
 {overrides}
 python scripts/ship_model.py --run_dir=runs/ship --output_dir=models/fishfillets_cs
 ```
@@ -399,6 +444,7 @@ def ship(
     denoiser_strength: float | None = None,
     evaluation_md: str | None = None,
     max_megabytes: float = 25.0,
+    reproduce_params: list[str] | None = None,
 ) -> dict:
     """Steps 1-4 of the module docstring; returns what the card reports."""
     import tfwaveglow
@@ -442,7 +488,7 @@ def ship(
     card_path = os.path.join(output_dir, CARD_NAME)
     evaluation = _evaluation_section(card_path, evaluation_md)
     with open(card_path, "w", encoding="utf-8") as f:
-        f.write(model_card(info, params, record, summary, evaluation))
+        f.write(model_card(info, params, record, summary, evaluation, reproduce_params))
     size = directory_bytes(output_dir)
     if size > max_megabytes * 1e6:
         raise ShipError(f"{output_dir} is {size / 1e6:.1f} MB, more than --max_megabytes={max_megabytes:g}")
@@ -462,6 +508,7 @@ def main(argv) -> None:
             denoiser_strength=FLAGS.denoiser_strength,
             evaluation_md=FLAGS.evaluation_md,
             max_megabytes=FLAGS.max_megabytes,
+            reproduce_params=FLAGS.reproduce_params,
         )
     print(
         f"shipped step {result['steps']} to {FLAGS.output_dir} ({result['megabytes']:.1f} MB, "

@@ -134,3 +134,28 @@ def test_a_run_without_checkpoints_is_a_clear_error(tmp_path):
     (tmp_path / "run").mkdir()
     with pytest.raises(SystemExit, match=r"ship_model: error: .*run: no checkpoint in checkpoints/"):
         load_script().main(["ship_model", f"--run_dir={tmp_path / 'run'}", f"--output_dir={tmp_path / 'm'}"])
+
+
+def test_the_card_describes_the_layout_and_reproduces_from_layered_configs():
+    script = load_script()
+    layers = ["configs/pilot_common.yaml", "configs/pilots/frame_g256_sep7x128.yaml", "configs/long_run.yaml"]
+    frame = tfwaveglow.load_params([os.path.join(ROOT, path) for path in layers])
+    assert script.architecture(frame, 11_705_984) == (
+        "12 flows of 256-sample groups (one per mel frame), WN 7 layers × 128 channels (depthwise-separable), "
+        "the mel repeated to the group rate with 1 frame of context either side; 11,705,984 parameters"
+    )
+    nvidia = tfwaveglow.load_params(os.path.join(ROOT, "params.yaml"))
+    assert script.architecture(nvidia, 87_877_888) == (
+        "12 flows of 8-sample groups (32 per mel frame), WN 8 layers × 256 channels, "
+        "NVIDIA's transposed-conv upsampler (1024 taps); 87,877,888 parameters"
+    )
+    # Only the steps differ from the layered configs; one more key shows up as one override.
+    assert script.reproduce_overrides(frame, 9000, layers) == ["train.steps=9000"]
+    wider = dataclasses.replace(frame, model=dataclasses.replace(frame.model, n_flows=8, n_early_every=2))
+    assert script.reproduce_overrides(wider, 9000, layers) == [
+        "train.steps=9000", "model.n_flows=8", "model.n_early_every=2"
+    ]  # fmt: skip
+    assert script.precision(frame.train) == "float32 on a CPU (`mixed_precision: true` applies on a GPU only)"
+    assert script.precision(dataclasses.replace(frame.train, mixed_precision="bfloat16")) == (
+        "bfloat16 mixed precision"
+    )
