@@ -25,7 +25,7 @@ import bench_common  # noqa: E402
 import op_profile  # noqa: E402
 
 FLAGS = flags.FlagValues()
-flags.DEFINE_list("models", ["default"], "default, small or tiny.", flag_values=FLAGS)
+flags.DEFINE_list("models", ["default"], "default, small, tiny or params YAML paths.", flag_values=FLAGS)
 flags.DEFINE_float("seconds", 1.0, "Audio to synthesise.", flag_values=FLAGS)
 flags.DEFINE_integer("batch", 1, "Batch size.", flag_values=FLAGS)
 flags.DEFINE_list("paths", ["infer", "composed"], "infer, composed, bfloat16.", flag_values=FLAGS)

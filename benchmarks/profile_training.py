@@ -20,7 +20,7 @@ import bench_common  # noqa: E402
 import op_profile  # noqa: E402
 
 FLAGS = flags.FlagValues()
-flags.DEFINE_list("models", ["default"], "default, small or tiny.", flag_values=FLAGS)
+flags.DEFINE_list("models", ["default"], "default, small, tiny or params YAML paths.", flag_values=FLAGS)
 flags.DEFINE_integer("batch", 1, "Segments per step.", flag_values=FLAGS)
 flags.DEFINE_integer("segment", 16000, "Audio samples per segment.", flag_values=FLAGS)
 flags.DEFINE_string("dilated_conv", None, "Override model.wn.dilated_conv.", flag_values=FLAGS)

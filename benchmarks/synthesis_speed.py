@@ -46,7 +46,10 @@ import bench_common  # noqa: E402
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_list(
-    "models", ["default", "small"], "default (params.yaml), small (configs/small.yaml).", flag_values=FLAGS
+    "models",
+    ["default", "small"],
+    "default (params.yaml), small (configs/small.yaml), tiny, or params YAML paths.",
+    flag_values=FLAGS,
 )
 flags.DEFINE_list("seconds", ["1", "10"], "Audio durations to synthesise (seconds at 22.05 kHz).", flag_values=FLAGS)
 flags.DEFINE_list("batches", ["1", "8"], "Batch sizes.", flag_values=FLAGS)
@@ -65,16 +68,19 @@ TINY = {"model.n_flows": 4, "model.wn.n_layers": 2, "model.wn.n_channels": 8}
 
 
 def load_model_params(name: str):
+    """``default``, ``small`` or ``tiny``, or the path of a params YAML (e.g. a training run's ``params.yaml``)."""
     import tfwaveglow
 
     root = bench_common.REPO_ROOT
+    if name.endswith((".yaml", ".yml")):
+        return tfwaveglow.load_params(name)
     if name == "default":
         return tfwaveglow.load_params(os.path.join(root, "params.yaml"))
     if name == "small":
         return tfwaveglow.load_params(os.path.join(root, "configs", "small.yaml"))
     if name == "tiny":
         return tfwaveglow.load_params(os.path.join(root, "params.yaml"), overrides=TINY)
-    raise ValueError(f"unknown model {name!r}: default, small or tiny")
+    raise ValueError(f"unknown model {name!r}: default, small, tiny or a params YAML")
 
 
 def macs_per_sample(model) -> dict:

@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_common  # noqa: E402
 
 FLAGS = flags.FlagValues()
-flags.DEFINE_list("models", ["default"], "default, small or tiny.", flag_values=FLAGS)
+flags.DEFINE_list("models", ["default"], "default, small, tiny or params YAML paths.", flag_values=FLAGS)
 flags.DEFINE_integer("batch", 1, "Segments per step.", flag_values=FLAGS)
 flags.DEFINE_integer("segment", 16000, "Audio samples per segment (NVIDIA: 16000).", flag_values=FLAGS)
 flags.DEFINE_list("paths", ["graph"], "TensorFlow steps: graph, xla, bfloat16.", flag_values=FLAGS)
