@@ -40,6 +40,9 @@ from absl import flags  # noqa: E402
 
 from tfwaveglow import cli  # noqa: E402
 
+# The config files (layered in order) the card's reproduction command starts from by default.
+REPRODUCE_CONFIGS = ("configs/cpu_convergence.yaml",)
+
 FLAGS = flags.FlagValues()
 flags.DEFINE_string("run_dir", None, "Training run dir (params.yaml, checkpoints/, metrics.csv).", flag_values=FLAGS)
 flags.DEFINE_string("output_dir", "models/fishfillets_cs", "The model directory to write.", flag_values=FLAGS)
@@ -52,9 +55,8 @@ flags.DEFINE_float(
 flags.DEFINE_string("evaluation_md", None, "Markdown for the card's evaluation section.", flag_values=FLAGS)
 flags.DEFINE_multi_string(
     "reproduce_params",
-    None,
-    "Config YAMLs (layered in order) that the card's reproduction command starts from; overrides add the rest "
-    "(default: configs/cpu_convergence.yaml).",
+    list(REPRODUCE_CONFIGS),
+    "Config YAMLs (layered in order) that the card's reproduction command starts from; overrides add the rest.",
     flag_values=FLAGS,
 )
 flags.DEFINE_float("max_megabytes", 25.0, "Largest allowed model directory (MB, 10^6 bytes).", flag_values=FLAGS)
@@ -70,8 +72,6 @@ scripts/link_heldout.sh "$PWD/corpus" out/valid 0     # all of corpus/valid.txt
 python evaluate.py --reference_dir=out/valid --model=models/fishfillets_cs --output_dir=out/eval
 python scripts/ship_model.py --run_dir=RUN_DIR --evaluation_md=out/eval/evaluation.md
 ```"""
-# The config file the card's reproduction command starts from unless --reproduce_params says otherwise.
-REPRODUCE_CONFIG = "configs/cpu_convergence.yaml"
 # Train rows (one per summary interval) averaged for the reported training NLL.
 TRAIN_ROWS_AVERAGED = 10
 
@@ -290,12 +290,8 @@ def precision(train) -> str:
     return f"{train.mixed_precision} mixed precision"
 
 
-def model_card(
-    info: dict, params, record: dict, summary: dict | None, evaluation: str, config_paths: list[str] | None = None
-) -> str:
+def model_card(info: dict, params, record: dict, summary: dict | None, evaluation: str, config_paths: list[str]) -> str:
     import yaml
-
-    config_paths = list(config_paths or [REPRODUCE_CONFIG])
 
     model_yaml = yaml.safe_dump({"model": dataclasses.asdict(params.model)}, sort_keys=False).strip()
     t = params.train
@@ -444,7 +440,7 @@ def ship(
     denoiser_strength: float | None = None,
     evaluation_md: str | None = None,
     max_megabytes: float = 25.0,
-    reproduce_params: list[str] | None = None,
+    reproduce_params: tuple[str, ...] = REPRODUCE_CONFIGS,
 ) -> dict:
     """Steps 1-4 of the module docstring; returns what the card reports."""
     import tfwaveglow
@@ -488,7 +484,7 @@ def ship(
     card_path = os.path.join(output_dir, CARD_NAME)
     evaluation = _evaluation_section(card_path, evaluation_md)
     with open(card_path, "w", encoding="utf-8") as f:
-        f.write(model_card(info, params, record, summary, evaluation, reproduce_params))
+        f.write(model_card(info, params, record, summary, evaluation, list(reproduce_params)))
     size = directory_bytes(output_dir)
     if size > max_megabytes * 1e6:
         raise ShipError(f"{output_dir} is {size / 1e6:.1f} MB, more than --max_megabytes={max_megabytes:g}")
