@@ -8,6 +8,9 @@ float16 storage and weight norm folding.
 
 from __future__ import annotations
 
+import os
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -21,6 +24,7 @@ from tfwaveglow.layers import DepthwiseDilatedConv1D, dilated_depthwise_conv1d
 from tfwaveglow.layers.dilated_conv import MODES
 from tfwaveglow.model_io import load_model, save_model
 
+REFERENCE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference")
 HOP = 64
 # Frame rate (n_group = hop), two steps per frame (hop / 2), and NVIDIA's upsampler with a separable WN.
 VARIANTS = {
@@ -262,6 +266,41 @@ def test_float16_storage_and_weight_norm_folding(name, tmp_path):
         )
         for a, b in zip(ours, theirs):
             np.testing.assert_array_equal(b, a.astype(np.float16).astype(np.float32), err_msg=name_)
+
+
+# ---------------------------------------------------------------------- the whole model against PyTorch
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_forward_and_synthesis_equal_the_pytorch_reference(name):
+    """The same weights in the PyTorch reference built from the options' definitions (tests/reference/glow.py)."""
+    torch = pytest.importorskip("torch")
+    if REFERENCE_DIR not in sys.path:
+        sys.path.insert(0, REFERENCE_DIR)
+    import tfwaveglow_weights
+
+    model = variant_model(name, seed=10)
+    params = variant_params(name)
+    reference = tfwaveglow_weights.build_reference(params.model, tfwaveglow.model_io.weights_to_arrays(model))
+    rng = np.random.default_rng(10)
+    frames = 6
+    mel = random_mel(rng, frames)[None]
+    audio = rng.uniform(-0.5, 0.5, (1, frames * HOP)).astype(np.float32)
+    ours = model.forward(mel, audio)
+    with torch.no_grad():
+        z, log_s_list, log_det_w_list = reference((torch.from_numpy(mel).transpose(1, 2), torch.from_numpy(audio)))
+        log_s_sum = float(sum(torch.sum(log_s) for log_s in log_s_list))
+        log_det_w_sum = float(sum(log_det_w_list))
+    expected_z = z.transpose(1, 2).numpy()
+    assert np.max(np.abs(expected_z)) > 1e-2 and abs(log_s_sum) > 1e-2
+    np.testing.assert_allclose(ours["z"].numpy(), expected_z, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(float(ours["log_s_sum"]), log_s_sum, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(float(ours["log_det_w_sum"]), log_det_w_sum, rtol=1e-4, atol=1e-4)
+
+    latent = rng.standard_normal((1, frames * HOP // model.n_group, model.n_group)).astype(np.float32)
+    with torch.no_grad():
+        expected = reference.infer(
+            torch.from_numpy(mel).transpose(1, 2), sigma=0.7, z=torch.from_numpy(latent).transpose(1, 2)
+        ).numpy()
+    np.testing.assert_allclose(model.infer(mel, 0.7, z=latent).numpy(), expected, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["repeat_g64_separable"])

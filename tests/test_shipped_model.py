@@ -1,4 +1,4 @@
-"""The bundled model models/fishfillets_cs: small, loadable, NVIDIA's math, exportable."""
+"""The bundled model models/fishfillets_cs: small, loadable, equal to the PyTorch reference, exportable."""
 
 from __future__ import annotations
 

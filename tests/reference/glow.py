@@ -6,6 +6,12 @@ project's architecture guide) with the same module tree, so that its
 (``glow.WaveGlow``, ``glow.WN``, ``glow.Invertible1x1Conv``) are those of
 NVIDIA's checkpoints. Import it as the top-level module ``glow``.
 
+Off NVIDIA's defaults it also builds the CPU-efficient options, from their
+definitions: the ``repeat`` upsampler (no weights; each group step conditioned
+on its frame and ``frame_context`` frames either side, stacked slot-major) and
+depthwise-separable WN layers (``in_layers[i]`` a depthwise dilated conv,
+``groups = C``, then the 1x1 ``in_pointwise[i]``).
+
 Tensors are channels-first as in PyTorch: audio groups ``[B, g, S / g]``,
 mel ``[B, n_mel, F]``.
 """
@@ -61,6 +67,7 @@ class WN(nn.Module):
       n_layers, n_channels, kernel_size: the residual stack.
       per_layer_cond: the older layout with one ``cond_layers[i]`` conv per
         layer instead of one shared ``cond_layer``.
+      separable: depthwise ``C -> C`` dilated convs followed by 1x1 ``C -> 2C`` convs.
     """
 
     def __init__(
@@ -71,14 +78,17 @@ class WN(nn.Module):
         n_channels: int,
         kernel_size: int,
         per_layer_cond: bool = False,
+        separable: bool = False,
     ):
         super().__init__()
+        self.separable = separable
         self.n_layers = n_layers
         self.n_channels = n_channels
         self.per_layer_cond = per_layer_cond
         self.start = _weight_norm(nn.Conv1d(n_in_channels, n_channels, 1))
         self.in_layers = nn.ModuleList()
         self.res_skip_layers = nn.ModuleList()
+        self.in_pointwise = nn.ModuleList()
         if per_layer_cond:
             self.cond_layers = nn.ModuleList(
                 [_weight_norm(nn.Conv1d(n_mel_channels, 2 * n_channels, 1)) for _ in range(n_layers)]
@@ -88,7 +98,13 @@ class WN(nn.Module):
         for i in range(n_layers):
             dilation = 2**i
             padding = dilation * (kernel_size - 1) // 2
-            conv = nn.Conv1d(n_channels, 2 * n_channels, kernel_size, dilation=dilation, padding=padding)
+            if separable:
+                conv = nn.Conv1d(
+                    n_channels, n_channels, kernel_size, dilation=dilation, padding=padding, groups=n_channels
+                )
+                self.in_pointwise.append(_weight_norm(nn.Conv1d(n_channels, 2 * n_channels, 1)))
+            else:
+                conv = nn.Conv1d(n_channels, 2 * n_channels, kernel_size, dilation=dilation, padding=padding)
             self.in_layers.append(_weight_norm(conv))
             out = 2 * n_channels if i < n_layers - 1 else n_channels
             self.res_skip_layers.append(_weight_norm(nn.Conv1d(n_channels, out, 1)))
@@ -108,7 +124,10 @@ class WN(nn.Module):
                 cond = self.cond_layers[i](spect)
             else:
                 cond = projected[:, 2 * c * i : 2 * c * (i + 1)]
-            acts = self.in_layers[i](x) + cond
+            acts = self.in_layers[i](x)
+            if self.separable:
+                acts = self.in_pointwise[i](acts)
+            acts = acts + cond
             acts = torch.tanh(acts[:, :c]) * torch.sigmoid(acts[:, c:])
             res_skip = self.res_skip_layers[i](acts)
             if i < self.n_layers - 1:
@@ -125,10 +144,13 @@ class WaveGlow(nn.Module):
     Args:
       n_mel_channels, n_flows, n_group, n_early_every, n_early_size: as in
         NVIDIA's ``waveglow_config``.
-      WN_config: dict with ``n_layers``, ``n_channels``, ``kernel_size``.
+      WN_config: dict with ``n_layers``, ``n_channels``, ``kernel_size``
+        (and optionally ``separable``).
       per_layer_cond: build the older ``cond_layers`` layout.
       upsample_kernel_size, upsample_stride: the transposed-conv upsampler
-        (NVIDIA fixes 1024 and 256).
+        (NVIDIA fixes 1024 and 256); the stride is the hop for either upsampler.
+      upsampler: ``"transposed_conv"`` (NVIDIA's) or ``"repeat"``.
+      frame_context: frames either side of each group step's frame (``repeat``).
     """
 
     def __init__(
@@ -142,9 +164,22 @@ class WaveGlow(nn.Module):
         per_layer_cond: bool = False,
         upsample_kernel_size: int = 1024,
         upsample_stride: int = 256,
+        upsampler: str = "transposed_conv",
+        frame_context: int = 1,
     ):
         super().__init__()
-        self.upsample = nn.ConvTranspose1d(n_mel_channels, n_mel_channels, upsample_kernel_size, stride=upsample_stride)
+        self.upsampler = upsampler
+        self.hop = upsample_stride
+        self.frame_context = frame_context
+        if upsampler == "transposed_conv":
+            self.upsample = nn.ConvTranspose1d(
+                n_mel_channels, n_mel_channels, upsample_kernel_size, stride=upsample_stride
+            )
+            cond_channels = n_mel_channels * n_group
+        elif upsampler == "repeat":
+            cond_channels = n_mel_channels * (2 * frame_context + 1)
+        else:
+            raise ValueError(f"unknown upsampler {upsampler!r}")
         self.n_flows = n_flows
         self.n_group = n_group
         self.n_early_every = n_early_every
@@ -156,7 +191,7 @@ class WaveGlow(nn.Module):
             if k % n_early_every == 0 and k > 0:
                 remaining -= n_early_size
             self.convinv.append(Invertible1x1Conv(remaining))
-            self.WN.append(WN(remaining // 2, n_mel_channels * n_group, per_layer_cond=per_layer_cond, **WN_config))
+            self.WN.append(WN(remaining // 2, cond_channels, per_layer_cond=per_layer_cond, **WN_config))
         self.n_remaining_channels = remaining
 
     def _group_mel(self, spect):
@@ -166,11 +201,28 @@ class WaveGlow(nn.Module):
         spect = spect.reshape(batch, n_mel, samples // g, g).permute(0, 1, 3, 2)
         return spect.reshape(batch, n_mel * g, samples // g)
 
+    def _frame_condition(self, spect, groups):
+        """``repeat``: ``[B, n_mel, F] -> [B, (2c + 1) * n_mel, groups]``.
+
+        Channel ``q * n_mel + m`` of group step ``t`` is mel bin ``m`` of frame
+        ``t * g // hop - c + q`` (zero outside the utterance).
+        """
+        c, frames = self.frame_context, spect.shape[2]
+        padded = F.pad(spect, (c, c))
+        windows = torch.cat([padded[:, :, q : q + frames] for q in range(2 * c + 1)], dim=1)
+        frame_of_step = torch.arange(groups) * self.n_group // self.hop
+        return windows[:, :, frame_of_step]
+
+    def condition(self, spect, samples):
+        """The WNs' condition for ``samples`` samples: ``[B, cond_channels, samples / g]``."""
+        if self.upsampler == "repeat":
+            return self._frame_condition(spect, samples // self.n_group)
+        return self._group_mel(self.upsample(spect)[:, :, :samples])
+
     def forward(self, forward_input):
         """``(spect [B, n_mel, F], audio [B, S]) -> (z [B, g, S / g], log_s_list, log_det_w_list)``."""
         spect, audio = forward_input
-        spect = self.upsample(spect)
-        spect = self._group_mel(spect[:, :, : audio.shape[1]])
+        spect = self.condition(spect, audio.shape[1])
         batch, samples = audio.shape
         x = audio.reshape(batch, samples // self.n_group, self.n_group).permute(0, 2, 1)
         early, log_s_list, log_det_w_list = [], [], []
@@ -195,9 +247,7 @@ class WaveGlow(nn.Module):
         ``[B, g, F * stride / g]``; without it the noise is drawn as NVIDIA
         does (the final channels first, then each early block on the way).
         """
-        spect = self.upsample(spect)
-        cutoff = self.upsample.kernel_size[0] - self.upsample.stride[0]
-        spect = self._group_mel(spect[:, :, : spect.shape[2] - cutoff])
+        spect = self.condition(spect, spect.shape[2] * self.hop)
         batch, groups = spect.shape[0], spect.shape[2]
         n_early_total = self.n_group - self.n_remaining_channels
         if z is None:

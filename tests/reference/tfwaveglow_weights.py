@@ -2,9 +2,10 @@
 
 tfwaveglow stores every kernel under NVIDIA's module path (``WN.0.in_layers.2.kernel``,
 ``convinv.3.kernel``, ``upsample.kernel``) in its own layouts: 1x1 convs ``[in, out]``,
-dilated convs ``[k, in, out]``, the upsampler ``[k, out, in]``, each 1x1 invertible conv's
-``W [c, c]``, a weight-norm gain ``g [out]``. PyTorch keeps ``[out, in, k]``, ``[in, out, k]``,
-``[c, c, 1]`` and ``g [out, 1, 1]``. This module maps one onto the other with NumPy transposes
+dilated convs ``[k, in, out]``, depthwise dilated convs ``[k, c]``, the upsampler
+``[k, out, in]``, each 1x1 invertible conv's ``W [c, c]``, a weight-norm gain ``g [out]``.
+PyTorch keeps ``[out, in, k]``, ``[c, 1, k]`` (``groups = c``), ``[in, out, k]``, ``[c, c, 1]``
+and ``g [out, 1, 1]``. This module maps one onto the other with NumPy transposes
 only, written here once from the shapes alone, so the parity checks, the other tests, the
 PyTorch training script and the benchmarks share one mapping that does not go through
 tfwaveglow's own loader.
@@ -24,6 +25,11 @@ def conv_kernel(kernel) -> np.ndarray:
     """A dense ``[in, out]`` or conv ``[k, in, out]`` kernel as PyTorch's ``[out, in, k]``."""
     kernel = np.asarray(kernel, np.float32)
     return np.ascontiguousarray(kernel.T[:, :, None] if kernel.ndim == 2 else kernel.transpose(2, 1, 0))
+
+
+def is_depthwise(conv) -> bool:
+    """Whether a reference Conv1d is depthwise (one filter per channel, ``groups = channels``)."""
+    return conv.groups > 1
 
 
 def tf_conv_kernel(weight) -> np.ndarray:
@@ -53,16 +59,22 @@ def _numpy(value) -> np.ndarray:
 def waveglow_config(model_params) -> dict:
     """NVIDIA's ``waveglow_config`` keyword arguments for ``params.model``."""
     m = model_params
-    return {
+    wn_config = {"n_layers": m.wn.n_layers, "n_channels": m.wn.n_channels, "kernel_size": m.wn.kernel_size}
+    if m.wn.separable:
+        wn_config["separable"] = True
+    config = {
         "n_mel_channels": m.n_mel_channels,
         "n_flows": m.n_flows,
         "n_group": m.n_group,
         "n_early_every": m.n_early_every,
         "n_early_size": m.n_early_size,
-        "WN_config": {"n_layers": m.wn.n_layers, "n_channels": m.wn.n_channels, "kernel_size": m.wn.kernel_size},
+        "WN_config": wn_config,
         "upsample_kernel_size": m.upsample_kernel_size,
         "upsample_stride": m.upsample_stride,
     }
+    if m.upsampler != "transposed_conv":
+        config.update(upsampler=m.upsampler, frame_context=m.frame_context)
+    return config
 
 
 def wn_modules(reference) -> dict:
@@ -75,6 +87,8 @@ def wn_modules(reference) -> dict:
         for i in range(wn.n_layers):
             modules[f"WN.{k}.in_layers.{i}"] = wn.in_layers[i]
             modules[f"WN.{k}.res_skip_layers.{i}"] = wn.res_skip_layers[i]
+            if wn.separable:
+                modules[f"WN.{k}.in_pointwise.{i}"] = wn.in_pointwise[i]
     return modules
 
 
@@ -83,7 +97,7 @@ def load_conv(conv, kernel, bias, gain=None) -> None:
 
     Args:
       conv: a ``torch.nn.Conv1d``, weight-normalised (``weight_v``, ``weight_g``) or not.
-      kernel: ``[in, out]`` or ``[k, in, out]``: weight norm's ``v`` when ``gain`` is given,
+      kernel: ``[in, out]``, ``[k, in, out]`` or, depthwise, ``[k, 1, c]``: weight norm's ``v`` when ``gain`` is given,
         else the plain (folded) kernel.
       bias: ``[out]``.
       gain: weight norm's ``g [out]``; with a weight-normalised ``conv`` and no gain,
@@ -169,16 +183,20 @@ def build_reference(model_params, arrays: dict, weight_norm: bool = False):
         return value
 
     with torch.no_grad():
-        up = reference.upsample
-        in_ch, out_ch, k = up.weight.shape
-        up.weight.copy_(torch.from_numpy(upsample_kernel(take("upsample.kernel", (k, out_ch, in_ch)))))
-        up.bias.copy_(torch.from_numpy(take("upsample.bias", (out_ch,))))
+        if reference.upsampler == "transposed_conv":
+            up = reference.upsample
+            in_ch, out_ch, k = up.weight.shape
+            up.weight.copy_(torch.from_numpy(upsample_kernel(take("upsample.kernel", (k, out_ch, in_ch)))))
+            up.bias.copy_(torch.from_numpy(take("upsample.bias", (out_ch,))))
         for k, inv in enumerate(reference.convinv):
             c = inv.conv.weight.shape[0]
             inv.conv.weight.copy_(torch.from_numpy(take(f"convinv.{k}.kernel", (c, c))[:, :, None]))
     for name, conv in wn_modules(reference).items():
         out_ch, in_ch, width = conv.weight_v.shape if hasattr(conv, "weight_v") else conv.weight.shape
-        kernel = take(f"{name}.kernel", (in_ch, out_ch) if width == 1 else (width, in_ch, out_ch))
+        if is_depthwise(conv):
+            kernel = take(f"{name}.kernel", (width, out_ch))[:, None, :]
+        else:
+            kernel = take(f"{name}.kernel", (in_ch, out_ch) if width == 1 else (width, in_ch, out_ch))
         load_conv(conv, kernel, take(f"{name}.bias", (out_ch,)))
     if remaining:
         raise ValueError(f"weights: unused keys {sorted(remaining)[:10]}")
@@ -241,12 +259,14 @@ def reference_arrays(reference) -> dict:
 
     arrays = {}
     with torch.no_grad():
-        arrays["upsample.kernel"] = upsample_kernel(reference.upsample.weight.numpy())
-        arrays["upsample.bias"] = reference.upsample.bias.numpy().copy()
+        if reference.upsampler == "transposed_conv":
+            arrays["upsample.kernel"] = upsample_kernel(reference.upsample.weight.numpy())
+            arrays["upsample.bias"] = reference.upsample.bias.numpy().copy()
         for k, inv in enumerate(reference.convinv):
             arrays[f"convinv.{k}.kernel"] = inv.conv.weight[:, :, 0].numpy().copy()
         for name, conv in wn_modules(reference).items():
-            arrays[f"{name}.kernel"] = tf_conv_kernel(weight_of(conv).numpy())
+            kernel = tf_conv_kernel(weight_of(conv).numpy())
+            arrays[f"{name}.kernel"] = kernel[:, 0, :] if is_depthwise(conv) else kernel
             arrays[f"{name}.bias"] = conv.bias.numpy().copy()
     return arrays
 
