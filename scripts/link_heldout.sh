@@ -12,6 +12,8 @@ if [[ $# -lt 2 || $# -gt 3 || "$1" == -h || "$1" == --help ]]; then
   exit 2
 fi
 CORPUS="$1"
+[[ -d "$CORPUS" ]] || { echo "link_heldout: no corpus directory $CORPUS" >&2; exit 1; }
+CORPUS="$(cd "$CORPUS" && pwd)"  # absolute, so that the links resolve from OUT_DIR
 OUT="$2"
 COUNT="${3:-12}"
 [[ -f "$CORPUS/valid.txt" ]] || { echo "link_heldout: no held-out list $CORPUS/valid.txt" >&2; exit 1; }

@@ -42,3 +42,10 @@ def test_a_listed_utterance_without_audio_is_named(tmp_path):
     )
     assert result.returncode == 1
     assert "male/gone" in result.stderr and "missing" in result.stderr
+
+
+def test_a_relative_corpus_path_gives_links_that_resolve(tmp_path):
+    _corpus(tmp_path, ["female/a"])
+    out = tmp_path / "runs" / "heldout"
+    subprocess.run(["bash", LINK_HELDOUT, "corpus", str(out), "0"], check=True, cwd=tmp_path)
+    assert (out / "female" / "a.wav").read_bytes() == b"female/a"
