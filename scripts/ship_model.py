@@ -17,7 +17,8 @@
    ``README.md`` there.
 4. Writes ``MODEL_CARD.md``: data, licence, config, steps, training and validation
    NLL and hours from the run's ``metrics.csv``, the example scores, how to
-   reproduce. The evaluation section is taken from ``--evaluation_md`` (e.g. the
+   reproduce (one ``train.py`` call per stage of the run's ``params_changes.jsonl``:
+   config changes on resume are replayed at their steps). The evaluation section is taken from ``--evaluation_md`` (e.g. the
    ``evaluation.md`` written by ``evaluate.py``), else kept from the card being
    replaced, else left as a placeholder.
 """
@@ -230,34 +231,70 @@ def _evaluation_section(card_path: str, evaluation_md: str | None) -> str:
     return EVALUATION_PLACEHOLDER
 
 
-def _dotted(prefix: str, values: dict) -> dict:
-    flat = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            flat.update(_dotted(f"{prefix}{key}.", value))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
+def _override(key: str, value) -> str:
+    return f"{key}={str(value).lower() if isinstance(value, bool) else value}"
 
 
 def reproduce_overrides(params, steps: int, config_paths: list[str]) -> list[str]:
     """``--params_override`` entries that turn the layered configs into the run's config, trained to ``steps``.
 
-    Every ``model``, ``data`` and ``train`` key whose value in ``params`` differs
-    from the config files' (``config_paths``, relative to the repository, layered in
-    order), with ``train.steps`` set to ``steps``.
+    Every ``model``, ``data`` and ``train`` key whose value in ``params`` (a
+    config, or its dotted form from :func:`tfwaveglow.training.dotted_initial_params`)
+    differs from the config files' (``config_paths``, relative to the repository,
+    layered in order), with ``train.steps`` set to ``steps``.
     """
     import tfwaveglow
+    from tfwaveglow.training import params_history
 
+    sections = ("model", "data", "train")
+    ours = params if isinstance(params, dict) else params_history.dotted(params, sections)
     base = tfwaveglow.load_params([os.path.join(ROOT, path) for path in config_paths])
+    theirs = params_history.dotted(base, sections)
     entries = [f"train.steps={steps}"]
-    for section in ("model", "data", "train"):
-        ours = _dotted(f"{section}.", dataclasses.asdict(getattr(params, section)))
-        theirs = _dotted(f"{section}.", dataclasses.asdict(getattr(base, section)))
-        for key, value in ours.items():
-            if key != "train.steps" and value != theirs[key]:
-                entries.append(f"{key}={str(value).lower() if isinstance(value, bool) else value}")
+    for key, value in theirs.items():
+        if key != "train.steps" and ours[key] != value:
+            entries.append(_override(key, ours[key]))
     return entries
+
+
+def reproduce_stages(params, steps: int, config_paths: list[str], changes: list[dict]) -> list[dict]:
+    """The ``train.py`` runs that replay the run to ``steps``, config changes included.
+
+    Args:
+      params: the run's newest config.
+      steps: the shipped checkpoint's step.
+      config_paths: the layered configs the first run starts from.
+      changes: the run's ``params_changes.jsonl`` records (oldest first); those
+        at or after ``steps`` did not shape the checkpoint and are left out.
+
+    Returns:
+      One dict per ``train.py`` run: ``overrides`` (``--params_override``
+      entries; the first run's relative to ``config_paths``, each later one's
+      the keys changed at its start) and ``stop`` (its ``--steps``, None for the
+      last, which ends at ``train.steps = steps``).
+    """
+    from tfwaveglow.training import params_history
+
+    first = params_history.dotted_initial_params(params, changes)
+    changes = [c for c in changes if c["step"] < steps]
+    stages = [{"overrides": reproduce_overrides(first, steps, config_paths), "stop": None}]
+    for change in changes:
+        stages[-1]["stop"] = change["step"]
+        entries = [_override(k, after) for k, (_, after) in change["changed"].items() if k != "train.steps"]
+        stages.append({"overrides": entries, "stop": None})
+    return stages
+
+
+def changes_text(changes: list[dict], steps: int) -> str:
+    """One sentence per recorded config change before ``steps`` (empty when none)."""
+    lines = []
+    for change in changes:
+        if change["step"] < steps:
+            keys = ", ".join(f"`{k}` {before} → {after}" for k, (before, after) in change["changed"].items())
+            lines.append(f"from step {change['step']}: {keys}")
+    if not lines:
+        return ""
+    return "\n\nChanged on resume (the run's `params_changes.jsonl`): " + "; ".join(lines) + "."
 
 
 def architecture(params, parameters: int) -> str:
@@ -290,7 +327,33 @@ def precision(train) -> str:
     return f"{train.mixed_precision} mixed precision"
 
 
-def model_card(info: dict, params, record: dict, summary: dict | None, evaluation: str, config_paths: list[str]) -> str:
+def reproduce_commands(stages: list[dict], config_paths: list[str]) -> str:
+    """The shell commands of :func:`reproduce_stages`' runs, one ``train.py`` call each."""
+    data = (
+        "python train.py --filelist=corpus/train.txt --valid_filelist=corpus/valid.txt \\\n"
+        "    --wave_dir=corpus/audio --lc_dir=corpus/mels --model_dir=runs/ship"
+    )
+    commands = []
+    for index, stage in enumerate(stages):
+        lines = [data]
+        if index == 0:
+            lines.append("    " + " ".join(f"--params={path}" for path in config_paths))
+        lines += [f"    --params_override={entry}" for entry in stage["overrides"]]
+        if stage["stop"] is not None:
+            lines.append(f"    --steps={stage['stop']}")
+        commands.append(" \\\n".join(lines))
+    return "\n".join(commands)
+
+
+def model_card(
+    info: dict,
+    params,
+    record: dict,
+    summary: dict | None,
+    evaluation: str,
+    config_paths: list[str],
+    changes: list[dict] = (),
+) -> str:
     import yaml
 
     model_yaml = yaml.safe_dump({"model": dataclasses.asdict(params.model)}, sort_keys=False).strip()
@@ -317,11 +380,9 @@ def model_card(info: dict, params, record: dict, summary: dict | None, evaluatio
     else:
         examples = "Not run (`--samples_dir=''`)."
     train_from, train_to = record["train_steps"]
-    overrides = " \\\n".join(
-        f"    --params_override={entry}" for entry in reproduce_overrides(params, info["steps"], config_paths)
-    )
+    changes = list(changes)
+    commands = reproduce_commands(reproduce_stages(params, info["steps"], config_paths, changes), config_paths)
     configs = ", ".join(f"`{path}`" for path in config_paths)
-    params_flags = " ".join(f"--params={path}" for path in config_paths)
     quality = "expect hiss and buzz, clearly worse than NVIDIA's published model"
     if summary is not None:
         means = {m: {k: summary["average"][k][m]["mean"] for k in summary["average"]} for m in ("log_mel_distance",)}
@@ -388,7 +449,7 @@ are trained on them and are distributed under the **GPL-2** as well. tfwaveglow'
 ## Training
 
 {configs} (trained longer): random {segment}-sample segments, batch {t.batch_size},
-Adam, {precision(t)}, {order} data order. From the shipped `params.yaml`:
+Adam, {precision(t)}, {order} data order.{changes_text(changes, info["steps"])} From the shipped `params.yaml`:
 
 ```yaml
 {model_yaml}
@@ -399,14 +460,12 @@ Adam, {precision(t)}, {order} data order. From the shipped `params.yaml`:
 
 ```bash
 scripts/get_corpus.sh      # downloads fillets-ng-data-cs with apt-get, preprocesses into corpus/
-python train.py --filelist=corpus/train.txt --valid_filelist=corpus/valid.txt \\
-    --wave_dir=corpus/audio --lc_dir=corpus/mels --model_dir=runs/ship \\
-    {params_flags} \\
-{overrides}
+{commands}
 python scripts/ship_model.py --run_dir=runs/ship --output_dir=models/fishfillets_cs
 ```
 
-Running `train.py` again resumes from the last checkpoint. Another machine or thread count gives a
+Running `train.py` again resumes from the last checkpoint; a later `train.py` call with
+`--params_override` changes those keys from its start on. Another machine or thread count gives a
 run close to, not bit-identical with, this one.
 
 ## Intended use and limits
@@ -446,6 +505,7 @@ def ship(
     import tfwaveglow
     from tfwaveglow import demo, preprocess
     from tfwaveglow.model_io import PARAMS_FILE, WEIGHTS_FILE, load_model
+    from tfwaveglow.training import read_params_changes
 
     if not os.path.isdir(run_dir):
         raise ShipError(f"run directory {run_dir} does not exist")
@@ -483,8 +543,12 @@ def ship(
             f.write(samples_readme(summary, info))
     card_path = os.path.join(output_dir, CARD_NAME)
     evaluation = _evaluation_section(card_path, evaluation_md)
+    try:
+        changes = read_params_changes(run_dir)
+    except ValueError as e:
+        raise ShipError(str(e)) from None
     with open(card_path, "w", encoding="utf-8") as f:
-        f.write(model_card(info, params, record, summary, evaluation, list(reproduce_params)))
+        f.write(model_card(info, params, record, summary, evaluation, list(reproduce_params), changes))
     size = directory_bytes(output_dir)
     if size > max_megabytes * 1e6:
         raise ShipError(f"{output_dir} is {size / 1e6:.1f} MB, more than --max_megabytes={max_megabytes:g}")

@@ -16,6 +16,7 @@ from export_helpers import ROOT
 
 import tfwaveglow
 from tfwaveglow.model_io import stored_weights_dtype, weights_to_arrays
+from tfwaveglow.training.params_history import params_changes
 
 SMALL = {"model.n_flows": 2, "model.n_early_every": 2, "model.wn.n_layers": 2, "model.wn.n_channels": 8}
 # An annealed run: constant rate to step 150, then a cosine decay.
@@ -159,3 +160,43 @@ def test_the_card_describes_the_layout_and_reproduces_from_layered_configs():
     assert script.precision(dataclasses.replace(frame.train, mixed_precision="bfloat16")) == (
         "bfloat16 mixed precision"
     )
+
+
+def _overrides(entries):
+    return dict(entry.split("=", 1) for entry in entries)
+
+
+def test_a_run_that_changed_its_config_on_resume_is_reproduced_in_stages(tmp_path):
+    """params_changes.jsonl: the pilot's config, the long-run schedule from step 4328, batch 8 from step 21000."""
+    script = load_script()
+    pilot = ["configs/pilot_common.yaml", "configs/pilots/frame_g256_sep7x128.yaml"]
+    start = tfwaveglow.load_params([os.path.join(ROOT, path) for path in pilot])
+    scheduled = tfwaveglow.load_params([os.path.join(ROOT, path) for path in [*pilot, "configs/long_run.yaml"]])
+    batch8 = dataclasses.replace(
+        scheduled, train=dataclasses.replace(scheduled.train, batch_size=8, lr_decay_steps=85000)
+    )
+    newest = dataclasses.replace(batch8, train=dataclasses.replace(batch8.train, learning_rate=0.0001))
+    changes = [
+        {"step": 4328, "changed": params_changes(start, scheduled)},
+        {"step": 21000, "changed": params_changes(scheduled, batch8)},
+        {"step": 30000, "changed": params_changes(batch8, newest)},  # after the shipped step: left out
+    ]
+    stages = script.reproduce_stages(newest, 25000, pilot, changes)
+    assert [stage["stop"] for stage in stages] == [4328, 21000, None]
+    assert stages[0]["overrides"] == ["train.steps=25000"]
+    assert stages[2]["overrides"] == ["train.batch_size=8", "train.lr_decay_steps=85000"]
+    # Replayed as train.py does it (the layered configs first, then the saved params.yaml and the call's
+    # overrides), each stage trains with the config the run had then, and the last one stops at step 25000.
+    replayed = tfwaveglow.load_params([os.path.join(ROOT, path) for path in pilot], _overrides(stages[0]["overrides"]))
+    for stage, expected in zip(stages, [start, scheduled, batch8]):
+        if stage is not stages[0]:
+            tfwaveglow.save_params(replayed, str(tmp_path / "params.yaml"))
+            replayed = tfwaveglow.load_params(str(tmp_path / "params.yaml"), _overrides(stage["overrides"]))
+        assert replayed.train.steps == 25000
+        assert replayed == dataclasses.replace(expected, train=dataclasses.replace(expected.train, steps=25000))
+    commands = script.reproduce_commands(stages, pilot)
+    assert commands.count("python train.py") == 3 and "--steps=4328" in commands and "--steps=21000" in commands
+    assert commands.count("--params=configs/pilot_common.yaml --params=configs/pilots/frame_g256_sep7x128.yaml") == 1
+    text = script.changes_text(changes, 25000)
+    assert "from step 21000: `train.batch_size` 4 → 8, `train.lr_decay_steps` 150000 → 85000" in text
+    assert "0.0001" not in text

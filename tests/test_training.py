@@ -280,6 +280,15 @@ def test_cpu_time_budget_stops_the_run_and_training_time_survives_resume(tmp_pat
     with open(run / "metrics.csv", encoding="utf-8") as f:
         hours = [float(row["cpu_hours"]) for row in csv.DictReader(f)]
     assert hours == sorted(hours) and hours[-1] > 0
+    # The resume changed one key: recorded with the step it held from; a resume without a change adds nothing.
+    budget_default = tiny_params().train.cpu_seconds_budget
+    expected = [{"step": 4, "changed": {"train.cpu_seconds_budget": [budget_default, budget]}}]
+    assert budget != budget_default
+    assert training.read_params_changes(run) == expected
+    assert training.Trainer(tiny_params(train__cpu_seconds_budget=budget), run).restore() == summary["step"]
+    assert training.read_params_changes(run) == expected
+    initial = training.dotted_initial_params(tfwaveglow.load_params(run / "params.yaml"), expected)
+    assert initial["train.cpu_seconds_budget"] == budget_default and initial["model.n_flows"] == 2
 
 
 # ----------------------------------------------------------------------------- one trainer per run
@@ -566,6 +575,14 @@ def test_a_run_dir_of_another_model_is_refused(tmp_path):
     longer = tiny_params(train__steps=99)
     assert training.Trainer(longer, tmp_path).restore() == 0
     assert tfwaveglow.load_params(tmp_path / "params.yaml").train.steps == 99
+    assert training.read_params_changes(tmp_path) == []  # no checkpoint yet: nothing to record
+
+
+def test_a_damaged_params_changes_line_is_named(tmp_path):
+    good = '{"step": 5, "changed": {"train.batch_size": [4, 8]}}'
+    (tmp_path / training.PARAMS_CHANGES_FILE).write_text(good + '\n{"step": 9\n')
+    with pytest.raises(ValueError, match=r"params_changes.jsonl, line 2"):
+        training.read_params_changes(tmp_path)
 
 
 # ----------------------------------------------------------------------------- distribution

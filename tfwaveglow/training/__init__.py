@@ -5,6 +5,9 @@
 A run directory holds
 
 - ``params.yaml``: the resolved config (what :func:`tfwaveglow.load_model` reads);
+- ``params_changes.jsonl``: one line per resume that changed the config (the
+  step and each changed key's old and new value; see
+  :mod:`~tfwaveglow.training.params_history`);
 - ``checkpoints/``: one ``tf.train.Checkpoint`` (``step``, ``model``,
   ``optimizer``, ``loss_scale``, ``nonfinite_steps``) under a
   ``tf.train.CheckpointManager``; a run restarts from the latest one;
@@ -32,6 +35,9 @@ The package's modules, each using only the ones above it:
   :func:`configure_mixed_precision`, :class:`DynamicLossScale`;
 - :mod:`~tfwaveglow.training.checkpoints`: :class:`KillSafeCheckpointManager`,
   :func:`remove_unlisted_checkpoint_files`;
+- :mod:`~tfwaveglow.training.params_history`: ``params_changes.jsonl``
+  (:func:`record_params_change`, :func:`read_params_changes`,
+  :func:`dotted_initial_params`);
 - :mod:`~tfwaveglow.training.summaries`: TensorBoard scalars, audio and mel
   images, ``metrics.csv`` (:data:`METRICS_COLUMNS`, :func:`drop_metrics_after`);
 - :mod:`~tfwaveglow.training.trainer`: :class:`Trainer` (compiled steps, NaN
@@ -47,6 +53,12 @@ from tfwaveglow.training.optimization import (
     TrainLearningRate,
     configure_mixed_precision,
     make_optimizer,
+)
+from tfwaveglow.training.params_history import (
+    PARAMS_CHANGES_FILE,
+    dotted_initial_params,
+    read_params_changes,
+    record_params_change,
 )
 from tfwaveglow.training.summaries import (
     AUDIO_SUMMARY_CLIPS,
@@ -71,6 +83,7 @@ __all__ = [
     "LOSS_TERMS",
     "METRICS_COLUMNS",
     "METRICS_FILE",
+    "PARAMS_CHANGES_FILE",
     "STRATEGIES",
     "DynamicLossScale",
     "NonFiniteTrainingError",
@@ -78,10 +91,13 @@ __all__ = [
     "Trainer",
     "configure_mixed_precision",
     "create_strategy",
+    "dotted_initial_params",
     "drop_metrics_after",
     "is_chief",
     "make_optimizer",
     "mel_comparison_image",
+    "read_params_changes",
+    "record_params_change",
     "remove_unlisted_checkpoint_files",
     "split_global_batches",
     "train",

@@ -26,6 +26,7 @@ from tfwaveglow.training import summaries
 from tfwaveglow.training.checkpoints import KillSafeCheckpointManager, checkpoint_step, remove_unlisted_checkpoint_files
 from tfwaveglow.training.distribution import create_strategy, global_batch, is_chief, scalar_variable
 from tfwaveglow.training.optimization import DynamicLossScale, configure_mixed_precision, make_optimizer
+from tfwaveglow.training.params_history import PARAMS_CHANGES_FILE, record_params_change
 from tfwaveglow.training.summaries import LOSS_TERMS, drop_metrics_after
 
 INFERENCE_SUBDIR = "inference"
@@ -166,7 +167,7 @@ class Trainer:
         return step
 
     def _restore(self, init_from) -> int:
-        self._check_saved_params()
+        saved = self._check_saved_params()
         latest = self.manager.latest_checkpoint
         if latest and self.chief:
             removed = remove_unlisted_checkpoint_files(self.checkpoint_dir)
@@ -184,6 +185,10 @@ class Trainer:
                 self.warm_start(init_from)
         if self.chief:
             os.makedirs(self.model_dir, exist_ok=True)
+            if saved is not None and step > 0:
+                changed = record_params_change(self.model_dir, step, saved, self.params)
+                if changed:
+                    logging.info("config changed at step %d (recorded in %s): %s", step, PARAMS_CHANGES_FILE, changed)
             save_params(self.params, os.path.join(self.model_dir, PARAMS_FILE))
             dropped = drop_metrics_after(self.model_dir, step)
             if dropped:
@@ -204,10 +209,11 @@ class Trainer:
         if self.chief:
             self.run_lock.acquire()
 
-    def _check_saved_params(self) -> None:
+    def _check_saved_params(self) -> Params | None:
+        """The run's saved params (None for a new run); refuses another model."""
         path = os.path.join(self.model_dir, PARAMS_FILE)
         if not os.path.isfile(path):
-            return
+            return None
         saved = load_params(path)
         if saved.model != self.params.model:
             old, new = dataclasses.asdict(saved.model), dataclasses.asdict(self.params.model)
@@ -218,6 +224,7 @@ class Trainer:
             )
         if saved != self.params:
             logging.info("params differ from %s outside the model section; the new ones are saved", path)
+        return saved
 
     def save(self) -> str | None:
         """Writes a checkpoint (chief: into ``checkpoints/``, plus ``inference/``).

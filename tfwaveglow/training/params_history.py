@@ -1,0 +1,93 @@
+"""The record of a run's config changes: which keys a resumed run changed, and at which step.
+
+A resumed run may change any key outside ``model`` (``train.batch_size``, the
+schedule, ...); ``params.yaml`` then holds only the newest config. Each such
+resume appends one JSON line to ``params_changes.jsonl`` in the run directory::
+
+    {"step": 21000, "changed": {"train.batch_size": [4, 8], "train.lr_decay_steps": [150000, 85000]}}
+
+(``step``: the checkpoint the run resumed from, so the new values hold from that
+step on; ``changed``: dotted key -> ``[before, after]``.) With it, the run's
+config at its start can be rebuilt (:func:`dotted_initial_params`), e.g. for a model
+card's reproduction command.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+from tfwaveglow.config import Params
+
+PARAMS_CHANGES_FILE = "params_changes.jsonl"
+# Sections a resumed run may change (the model must stay the same).
+CHANGEABLE_SECTIONS = ("audio", "data", "train", "export")
+
+
+def dotted(params: Params, sections=CHANGEABLE_SECTIONS) -> dict:
+    """``{"train.batch_size": 8, "model.wn.n_layers": 7, ...}`` for the given sections."""
+    flat = {}
+
+    def walk(prefix, values):
+        for key, value in values.items():
+            if isinstance(value, dict):
+                walk(f"{prefix}{key}.", value)
+            else:
+                flat[f"{prefix}{key}"] = value
+
+    for section in sections:
+        walk(f"{section}.", dataclasses.asdict(getattr(params, section)))
+    return flat
+
+
+def params_changes(before: Params, after: Params) -> dict:
+    """``{dotted key: [before, after]}`` for every key outside ``model`` that differs."""
+    old, new = dotted(before), dotted(after)
+    return {key: [old[key], new[key]] for key in old if old[key] != new[key]}
+
+
+def record_params_change(model_dir: str, step: int, before: Params, after: Params) -> dict:
+    """Appends the change from ``before`` to ``after`` at ``step`` (if any); returns the changed keys."""
+    changed = params_changes(before, after)
+    if changed:
+        with open(os.path.join(model_dir, PARAMS_CHANGES_FILE), "a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": int(step), "changed": changed}) + "\n")
+    return changed
+
+
+def read_params_changes(model_dir: str) -> list[dict]:
+    """The run's recorded changes, oldest first (``[]`` when it has none).
+
+    Raises:
+      ValueError: a line is not a change record (names the file and the line).
+    """
+    path = os.path.join(model_dir, PARAMS_CHANGES_FILE)
+    if not os.path.isfile(path):
+        return []
+    changes = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                step, changed = int(record["step"]), dict(record["changed"])
+                if not all(isinstance(v, list) and len(v) == 2 for v in changed.values()):
+                    raise ValueError("each change must be [before, after]")
+            except (ValueError, KeyError, TypeError) as e:
+                raise ValueError(f"{path}, line {number}: not a params change record ({e}): {line.strip()!r}") from e
+            changes.append({"step": step, "changed": changed})
+    return sorted(changes, key=lambda c: c["step"])
+
+
+def dotted_initial_params(params: Params, changes: list[dict]) -> dict:
+    """The run's dotted config (:func:`dotted`, ``model`` included) before its first recorded change.
+
+    ``params`` is the newest config; every change is undone, newest first.
+    """
+    values = dotted(params, ("model",) + CHANGEABLE_SECTIONS)
+    for change in sorted(changes, key=lambda c: c["step"], reverse=True):
+        for key, (before, _) in change["changed"].items():
+            values[key] = before
+    return values
