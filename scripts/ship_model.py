@@ -18,9 +18,9 @@
 4. Writes ``MODEL_CARD.md``: data, licence, config, steps, training and validation
    NLL and hours from the run's ``metrics.csv``, the example scores, how to
    reproduce (one ``train.py`` call per stage of the run's ``params_changes.jsonl``:
-   config changes on resume are replayed at their steps). The evaluation section is taken from ``--evaluation_md`` (e.g. the
-   ``evaluation.md`` written by ``evaluate.py``), else kept from the card being
-   replaced, else left as a placeholder.
+   config changes on resume are replayed at their steps). The evaluation section is
+   taken from ``--evaluation_md`` (e.g. the ``evaluation.md`` written by
+   ``evaluate.py``), else kept from the card being replaced, else left as a placeholder.
 """
 
 from __future__ import annotations
