@@ -2,9 +2,10 @@
 # The long training run (docs/long_run.md): trains RUN_DIR in stretches of EVERY steps with
 # train.py and, after each stretch, scores the latest checkpoint by copy synthesis of the first
 # 12 held-out utterances (evaluate.py, the model's defaults), appending one JSON line per
-# checkpoint to RUN_DIR/heldout_curve.jsonl (step, training and CPU hours, validation NLL,
-# STOI, PESQ-WB, log-mel distance). Safe to kill at any time and to start again: training
-# resumes from the last checkpoint and a step already scored is not scored again.
+# checkpoint to RUN_DIR/heldout_curve.jsonl (step, training examples seen across batch changes,
+# training and CPU hours, validation NLL, STOI, PESQ-WB, log-mel distance). Safe to kill at any
+# time and to start again: training resumes from the last checkpoint and a step already scored
+# is not scored again.
 #
 #   scripts/long_run.sh RUN_DIR [EVERY] [-- train.py flags for a new run, e.g. --params=... --init_from=...]
 #
@@ -51,14 +52,20 @@ score() {  # score STEP: evaluate the latest checkpoint once, append to heldout_
   TF_NUM_INTRAOP_THREADS="$THREADS" TF_NUM_INTEROP_THREADS="$THREADS" "$PYTHON" "$ROOT/evaluate.py" \
     --reference_dir="$HELDOUT" --model="$RUN" --output_dir="$out" --save_audio=false --progress=false \
     > "$RUN/heldout_eval.log" 2>&1
-  "$PYTHON" - "$RUN" "$step" "$out/evaluation.json" >> "$RUN/heldout_curve.jsonl" <<'PY'
+  PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" - "$RUN" "$step" "$out/evaluation.json" \
+    >> "$RUN/heldout_curve.jsonl" <<'PY'
 import csv, json, sys
+import tfwaveglow
+from tfwaveglow.training import examples_trained, read_params_changes
 run, step, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 result = json.load(open(path))["average"]
 rows = [r for r in csv.DictReader(open(run + "/metrics.csv")) if int(r["step"]) <= step]
 train = [r for r in rows if r["split"] == "train"][-1]
 valid = [r for r in rows if r["split"] == "valid"]
-line = {"step": step, "train_hours": float(train["train_hours"]), "cpu_hours": float(train["cpu_hours"]),
+params = tfwaveglow.load_params(run + "/params.yaml")
+examples = examples_trained(params, read_params_changes(run), step)
+line = {"step": step, "examples": examples, "train_hours": float(train["train_hours"]),
+        "cpu_hours": float(train["cpu_hours"]),
         "valid_nll": float(valid[-1]["loss/total"]) if valid else None,
         "valid_step": int(valid[-1]["step"]) if valid else None}
 for system in ("waveglow", "griffin_lim"):

@@ -578,6 +578,18 @@ def test_a_run_dir_of_another_model_is_refused(tmp_path):
     assert training.read_params_changes(tmp_path) == []  # no checkpoint yet: nothing to record
 
 
+def test_examples_trained_follow_the_recorded_batch_changes():
+    newest = tiny_params(train__batch_size=8, train__learning_rate=1e-4)
+    changes = [
+        {"step": 10, "changed": {"train.batch_size": [2, 4]}},
+        {"step": 20, "changed": {"train.learning_rate": [5e-4, 1e-4]}},
+        {"step": 30, "changed": {"train.batch_size": [4, 8]}},
+    ]
+    # 10 steps of 2, 20 of 4, then 8 per step.
+    assert [training.examples_trained(newest, changes, s) for s in (5, 10, 25, 30, 40)] == [10, 20, 80, 100, 180]
+    assert training.examples_trained(newest, [], 7) == 56
+
+
 def test_a_damaged_params_changes_line_is_named(tmp_path):
     good = '{"step": 5, "changed": {"train.batch_size": [4, 8]}}'
     (tmp_path / training.PARAMS_CHANGES_FILE).write_text(good + '\n{"step": 9\n')

@@ -37,7 +37,7 @@ The package's modules, each using only the ones above it:
   :func:`remove_unlisted_checkpoint_files`;
 - :mod:`~tfwaveglow.training.params_history`: ``params_changes.jsonl``
   (:func:`record_params_change`, :func:`read_params_changes`,
-  :func:`dotted_initial_params`);
+  :func:`dotted_initial_params`, :func:`examples_trained`);
 - :mod:`~tfwaveglow.training.summaries`: TensorBoard scalars, audio and mel
   images, ``metrics.csv`` (:data:`METRICS_COLUMNS`, :func:`drop_metrics_after`);
 - :mod:`~tfwaveglow.training.trainer`: :class:`Trainer` (compiled steps, NaN
@@ -57,6 +57,7 @@ from tfwaveglow.training.optimization import (
 from tfwaveglow.training.params_history import (
     PARAMS_CHANGES_FILE,
     dotted_initial_params,
+    examples_trained,
     read_params_changes,
     record_params_change,
 )
@@ -93,6 +94,7 @@ __all__ = [
     "create_strategy",
     "dotted_initial_params",
     "drop_metrics_after",
+    "examples_trained",
     "is_chief",
     "make_optimizer",
     "mel_comparison_image",

@@ -91,3 +91,21 @@ def dotted_initial_params(params: Params, changes: list[dict]) -> dict:
         for key, (before, _) in change["changed"].items():
             values[key] = before
     return values
+
+
+def examples_trained(params: Params, changes: list[dict], step: int) -> int:
+    """Training examples (segments, all replicas) seen up to ``step``, across batch-size changes.
+
+    ``train.batch_size`` is the global batch; each recorded change of it holds
+    from its step on, so the steps before the first change ran at the batch
+    the run started with.
+    """
+    batch = dotted_initial_params(params, changes)["train.batch_size"]
+    seen, start = 0, 0
+    for change in sorted(changes, key=lambda c: c["step"]):
+        if change["step"] >= step:
+            break
+        if "train.batch_size" in change["changed"]:
+            seen += (change["step"] - start) * batch
+            start, batch = change["step"], change["changed"]["train.batch_size"][1]
+    return seen + (step - start) * batch
