@@ -279,7 +279,12 @@ def test_forward_and_synthesis_equal_the_pytorch_reference(name):
 
     model = variant_model(name, seed=10)
     params = variant_params(name)
-    reference = tfwaveglow_weights.build_reference(params.model, tfwaveglow.model_io.weights_to_arrays(model))
+    arrays = tfwaveglow.model_io.weights_to_arrays(model)
+    reference = tfwaveglow_weights.build_reference(params.model, arrays)
+    back = tfwaveglow_weights.reference_arrays(reference)  # and out again (weight norm folded on the way)
+    assert back.keys() == arrays.keys()
+    for key, value in arrays.items():
+        np.testing.assert_allclose(back[key], value, rtol=1e-6, atol=1e-7, err_msg=key)
     rng = np.random.default_rng(10)
     frames = 6
     mel = random_mel(rng, frames)[None]
