@@ -590,6 +590,22 @@ def test_examples_trained_follow_the_recorded_batch_changes():
     assert training.examples_trained(newest, [], 7) == 56
 
 
+def test_two_resumes_from_one_checkpoint_are_undone_in_file_order(tmp_path):
+    """A resume that set batch 8 died before its next checkpoint; the next resume went back to 4."""
+    lines = [
+        {"step": 10, "changed": {"train.learning_rate": [1e-3, 5e-4]}},
+        {"step": 21, "changed": {"train.batch_size": [4, 8]}},
+        {"step": 21, "changed": {"train.batch_size": [8, 4]}},
+    ]
+    (tmp_path / training.PARAMS_CHANGES_FILE).write_text("".join(json.dumps(line) + "\n" for line in lines))
+    changes = training.read_params_changes(tmp_path)
+    assert changes == lines
+    newest = tiny_params(train__batch_size=4, train__learning_rate=5e-4)
+    initial = training.dotted_initial_params(newest, changes)
+    assert (initial["train.batch_size"], initial["train.learning_rate"]) == (4, 1e-3)
+    assert training.examples_trained(newest, changes, 30) == 30 * 4
+
+
 def test_a_damaged_params_changes_line_is_named(tmp_path):
     good = '{"step": 5, "changed": {"train.batch_size": [4, 8]}}'
     (tmp_path / training.PARAMS_CHANGES_FILE).write_text(good + '\n{"step": 9\n')

@@ -84,10 +84,12 @@ def read_params_changes(model_dir: str) -> list[dict]:
 def dotted_initial_params(params: Params, changes: list[dict]) -> dict:
     """The run's dotted config (:func:`dotted`, ``model`` included) before its first recorded change.
 
-    ``params`` is the newest config; every change is undone, newest first.
+    ``params`` is the newest config and ``changes`` are oldest first (as
+    :func:`read_params_changes` returns them; two resumes from one checkpoint
+    keep their file order); every change is undone, newest first.
     """
     values = dotted(params, ("model",) + CHANGEABLE_SECTIONS)
-    for change in sorted(changes, key=lambda c: c["step"], reverse=True):
+    for change in reversed(changes):
         for key, (before, _) in change["changed"].items():
             values[key] = before
     return values
@@ -98,11 +100,11 @@ def examples_trained(params: Params, changes: list[dict], step: int) -> int:
 
     ``train.batch_size`` is the global batch; each recorded change of it holds
     from its step on, so the steps before the first change ran at the batch
-    the run started with.
+    the run started with. ``changes`` are oldest first (:func:`read_params_changes`).
     """
     batch = dotted_initial_params(params, changes)["train.batch_size"]
     seen, start = 0, 0
-    for change in sorted(changes, key=lambda c: c["step"]):
+    for change in changes:
         if change["step"] >= step:
             break
         if "train.batch_size" in change["changed"]:
