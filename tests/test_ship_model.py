@@ -171,7 +171,8 @@ def test_a_run_that_changed_its_config_on_resume_is_reproduced_in_stages(tmp_pat
     script = load_script()
     pilot = ["configs/pilot_common.yaml", "configs/pilots/frame_g256_sep7x128.yaml"]
     start = tfwaveglow.load_params([os.path.join(ROOT, path) for path in pilot])
-    scheduled = tfwaveglow.load_params([os.path.join(ROOT, path) for path in [*pilot, "configs/long_run.yaml"]])
+    schedule = {"lr_schedule": "cosine", "lr_decay_steps": 150000, "cpu_seconds_budget": 0, "checkpoint_every": 1000}
+    scheduled = dataclasses.replace(start, train=dataclasses.replace(start.train, **schedule))
     batch8 = dataclasses.replace(
         scheduled, train=dataclasses.replace(scheduled.train, batch_size=8, lr_decay_steps=85000)
     )
