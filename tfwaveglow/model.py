@@ -106,24 +106,20 @@ class WaveGlow(keras.Model):
         self.cond_channels = cond_channels
         self.convinv = []
         self.couplings = []
+        wn_options = {
+            "n_layers": self.wn_n_layers,
+            "n_channels": self.wn_n_channels,
+            "kernel_size": self.wn_kernel_size,
+            "dilated_conv": self.dilated_conv,
+            "weight_norm": self.weight_norm,
+            "separable": self.wn_separable,
+        }
         remaining = self.n_group
         for k in range(self.n_flows):
             if self._early_output_before(k):
                 remaining -= self.n_early_size
             self.convinv.append(Invertible1x1Conv(remaining, name=f"convinv_{k}"))
-            self.couplings.append(
-                AffineCoupling(
-                    remaining,
-                    cond_channels,
-                    n_layers=self.wn_n_layers,
-                    n_channels=self.wn_n_channels,
-                    kernel_size=self.wn_kernel_size,
-                    dilated_conv=self.dilated_conv,
-                    weight_norm=self.weight_norm,
-                    separable=self.wn_separable,
-                    name=f"coupling_{k}",
-                )
-            )
+            self.couplings.append(AffineCoupling(remaining, cond_channels, wn_options=wn_options, name=f"coupling_{k}"))
         self.n_remaining_channels = remaining
         object.__setattr__(self, "_compiled_infer", None)
         # tf.train.Checkpoint does not follow Keras' tracked lists: name each flow step as an

@@ -5,7 +5,6 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tfwaveglow.layers.dilated_conv import DEFAULT_MODE
 from tfwaveglow.layers.wn import WN
 
 
@@ -19,41 +18,22 @@ class AffineCoupling(keras.layers.Layer):
     Args:
       channels: channels of ``x`` (even); ``n_half = channels // 2``.
       cond_channels: channels of the grouped mel.
-      n_layers, n_channels, kernel_size, dilated_conv, weight_norm, separable: passed to WN.
+      wn_options: WN's own arguments (``n_layers``, ``n_channels``,
+        ``kernel_size``, ``dilated_conv``, ``weight_norm``, ``separable``);
+        WN's defaults where absent.
 
     Shapes: ``x [batch, groups, channels]``, grouped mel
     ``[batch, groups, cond_channels]``.
     """
 
-    def __init__(
-        self,
-        channels: int,
-        cond_channels: int,
-        n_layers: int = 8,
-        n_channels: int = 256,
-        kernel_size: int = 3,
-        dilated_conv: str = DEFAULT_MODE,
-        weight_norm: bool = False,
-        separable: bool = False,
-        **kwargs,
-    ):
+    def __init__(self, channels: int, cond_channels: int, wn_options: dict | None = None, **kwargs):
         super().__init__(**kwargs)
         if channels % 2 != 0:
             raise ValueError(f"AffineCoupling needs an even channel count, got {channels}")
         self.channels = int(channels)
         self.cond_channels = int(cond_channels)
         self.n_half = self.channels // 2
-        self.wn = WN(
-            self.n_half,
-            cond_channels,
-            n_layers=n_layers,
-            n_channels=n_channels,
-            kernel_size=kernel_size,
-            dilated_conv=dilated_conv,
-            weight_norm=weight_norm,
-            separable=separable,
-            name="WN",
-        )
+        self.wn = WN(self.n_half, cond_channels, name="WN", **(wn_options or {}))
 
     def build(self, input_shape=None):
         self.wn.build(None)
@@ -97,15 +77,5 @@ class AffineCoupling(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        wn = self.wn
-        config.update(
-            channels=self.channels,
-            cond_channels=self.cond_channels,
-            n_layers=wn.n_layers,
-            n_channels=wn.n_channels,
-            kernel_size=wn.kernel_size,
-            dilated_conv=wn.dilated_conv,
-            weight_norm=wn.weight_norm,
-            separable=wn.separable,
-        )
+        config.update(channels=self.channels, cond_channels=self.cond_channels, wn_options=self.wn.options())
         return config

@@ -214,16 +214,18 @@ class WN(keras.layers.Layer):
     def call(self, audio, spect):
         return self.transform_spect(audio, spect)
 
+    def options(self) -> dict:
+        """The arguments besides the two channel counts (what a coupling passes through)."""
+        return {
+            "n_layers": self.n_layers,
+            "n_channels": self.n_channels,
+            "kernel_size": self.kernel_size,
+            "dilated_conv": self.dilated_conv,
+            "weight_norm": self.weight_norm,
+            "separable": self.separable,
+        }
+
     def get_config(self):
         config = super().get_config()
-        config.update(
-            in_channels=self.in_channels,
-            cond_channels=self.cond_channels,
-            n_layers=self.n_layers,
-            n_channels=self.n_channels,
-            kernel_size=self.kernel_size,
-            dilated_conv=self.dilated_conv,
-            weight_norm=self.weight_norm,
-            separable=self.separable,
-        )
+        config.update(in_channels=self.in_channels, cond_channels=self.cond_channels, **self.options())
         return config
