@@ -308,6 +308,43 @@ def test_forward_and_synthesis_equal_the_pytorch_reference(name):
     np.testing.assert_allclose(model.infer(mel, 0.7, z=latent).numpy(), expected, rtol=1e-4, atol=1e-5)
 
 
+def test_a_dead_channel_loads_into_the_weight_normed_reference_as_zeros():
+    """A WN output channel whose kernel is all zeros (its gain trained to zero) stays zero in the reference.
+
+    The reference builds NVIDIA's weight-normed convolutions from folded kernels (``g = ||w||``);
+    a zero kernel must become ``g = 0`` there, not ``0 / 0``.
+    """
+    torch = pytest.importorskip("torch")
+    if REFERENCE_DIR not in sys.path:
+        sys.path.insert(0, REFERENCE_DIR)
+    import tfwaveglow_weights
+
+    name = "repeat_g64_separable"
+    model = variant_model(name, seed=11)
+    params = variant_params(name)
+    arrays = tfwaveglow.model_io.weights_to_arrays(model)
+    depthwise = [k for k in arrays if k.startswith("WN.0.in_layers.") and arrays[k].ndim == 2][0]
+    arrays[depthwise][:, 3] = 0.0  # [taps, channels]: channel 3 dead
+    arrays["WN.1.cond_layer.kernel"][:, 5] = 0.0  # [in, out]: output 5 dead
+    tfwaveglow.model_io.assign_arrays(model, arrays)
+    reference = tfwaveglow_weights.build_reference(params.model, arrays)
+    back = tfwaveglow_weights.reference_arrays(reference)
+    for key, channel in ((depthwise, 3), ("WN.1.cond_layer.kernel", 5)):
+        assert np.all(np.isfinite(back[key])), key
+        assert np.all(back[key][..., channel] == 0), key
+        np.testing.assert_allclose(back[key], arrays[key], rtol=1e-6, atol=1e-7, err_msg=key)
+    rng = np.random.default_rng(11)
+    frames = 6
+    mel = random_mel(rng, frames)[None]
+    latent = rng.standard_normal((1, frames * HOP // model.n_group, model.n_group)).astype(np.float32)
+    with torch.no_grad():
+        expected = reference.infer(
+            torch.from_numpy(mel).transpose(1, 2), sigma=0.7, z=torch.from_numpy(latent).transpose(1, 2)
+        ).numpy()
+    assert np.all(np.isfinite(expected)) and np.max(np.abs(expected)) > 1e-2
+    np.testing.assert_allclose(model.infer(mel, 0.7, z=latent).numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("name", ["repeat_g64_separable"])
 def test_bfloat16_forward_keeps_the_flow_in_float32_and_stays_close(name):
     model = variant_model(name, seed=9)

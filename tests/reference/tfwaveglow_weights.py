@@ -101,7 +101,10 @@ def load_conv(conv, kernel, bias, gain=None) -> None:
         else the plain (folded) kernel.
       bias: ``[out]``.
       gain: weight norm's ``g [out]``; with a weight-normalised ``conv`` and no gain,
-        ``v = kernel`` and ``g = ||kernel||`` (as NVIDIA trains from plain weights).
+        ``v = kernel`` and ``g = ||kernel||`` (as NVIDIA trains from plain weights). An output
+        channel whose kernel is all zeros (a gain trained to zero, or one float16 rounds to
+        zero) gets ``g = 0`` and ``v`` all ones, so that ``g v / ||v||`` is the zero kernel
+        rather than 0 / 0.
     """
     import torch
 
@@ -110,6 +113,7 @@ def load_conv(conv, kernel, bias, gain=None) -> None:
         if hasattr(conv, "weight_v"):
             if gain is None:
                 gain = np.linalg.norm(weight.reshape(weight.shape[0], -1), axis=1)
+                weight = np.where((gain == 0).reshape(-1, *([1] * (weight.ndim - 1))), np.float32(1), weight)
             conv.weight_v.copy_(torch.from_numpy(weight))
             conv.weight_g.copy_(torch.from_numpy(np.asarray(gain, np.float32).reshape(-1, 1, 1)))
         else:
