@@ -1,0 +1,59 @@
+"""scripts/plot_long_run.py: the points it plots come from the run's files, bad specs are clear errors."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "scripts", "plot_long_run.py")
+HEADER = ["step", "time", "split", "loss/total", "train_hours", "cpu_hours"]
+
+
+def make_run(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [
+        [100, 1.0, "train", -3.0, 0.05, 0.1],
+        [1000, 2.0, "valid", -3.5, 0.5, 1.0],
+        [2000, 3.0, "valid", -3.9, 1.0, 2.0],
+        [2000, 4.0, "valid", -3.8, 1.1, 2.2],  # written again after a resume: this row wins
+    ]
+    with open(run / "metrics.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(HEADER)
+        writer.writerows(rows)
+    point = {"step": 2000, "train_hours": 1.1, "waveglow_stoi": 0.42, "griffin_lim_stoi": 0.93}
+    (run / "heldout_curve.jsonl").write_text(json.dumps(point) + "\n")
+    report = tmp_path / "evaluation.json"
+    report.write_text(json.dumps({"average": {"waveglow": {"stoi": {"mean": 0.55}}}}))
+    return run, report
+
+
+def run_script(*args):
+    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_points_come_from_metrics_heldout_curve_and_reports(tmp_path):
+    run, report = make_run(tmp_path)
+    out = tmp_path / "curve.png"
+    result = run_script(str(run), "--out", str(out), "--all62", f"2000={report}")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["validation"] == [
+        {"step": 1000, "nll": -3.5, "hours": 0.5},
+        {"step": 2000, "nll": -3.8, "hours": 1.1},
+    ]
+    assert summary["first12"] == [{"step": 2000, "train_hours": 1.1, "waveglow_stoi": 0.42}]
+    assert summary["all62"] == [{"step": 2000, "hours": 1.1, "stoi": 0.55}]
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_step_without_validation_or_a_malformed_spec_is_a_clear_error(tmp_path):
+    run, report = make_run(tmp_path)
+    result = run_script(str(run), "--out", str(tmp_path / "x.png"), "--all62", f"3000={report}")
+    assert result.returncode == 1 and "no validation row at step 3000" in result.stderr
+    result = run_script(str(run), "--out", str(tmp_path / "x.png"), "--all62", str(report))
+    assert result.returncode == 1 and "expected STEP=PATH" in result.stderr
+    assert not (tmp_path / "x.png").exists()
