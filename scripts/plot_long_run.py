@@ -14,7 +14,6 @@ equal ratios of steps (the gain per doubling is the slope). Prints the plotted p
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import sys
@@ -24,18 +23,23 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
+from plot_convergence import read_metrics  # noqa: E402
 
 
 def validation_rows(run_dir: str) -> dict[int, dict]:
-    """``{step: {"nll": float, "hours": float}}`` from the ``valid`` rows of ``metrics.csv`` (a later row wins)."""
-    rows = {}
-    with open(os.path.join(run_dir, "metrics.csv"), newline="") as f:
-        for row in csv.DictReader(f):
-            if row["split"] == "valid" and row.get("train_hours"):
-                rows[int(row["step"])] = {"nll": float(row["loss/total"]), "hours": float(row["train_hours"])}
+    """``{step: {"nll": float, "hours": float}}`` from the ``valid`` rows of ``metrics.csv``.
+
+    Read by :func:`plot_convergence.read_metrics` (a later row of a step wins, a line cut short
+    by a kill is skipped); the hours are the run's own ``train_hours`` column.
+    """
+    rows = {
+        step: {"nll": float(row["loss/total"]), "hours": float(row["train_hours"])}
+        for step, _, row in read_metrics(run_dir)["valid"]
+        if row.get("train_hours")
+    }
     if not rows:
         raise ValueError(f"{run_dir}/metrics.csv: no validation rows with training hours")
-    return dict(sorted(rows.items()))
+    return rows
 
 
 def heldout_curve(run_dir: str) -> list[dict]:

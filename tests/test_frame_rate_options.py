@@ -269,6 +269,23 @@ def test_float16_storage_and_weight_norm_folding(name, tmp_path):
 
 
 # ---------------------------------------------------------------------- the whole model against PyTorch
+def assert_synthesis_equals_reference(model, reference, mel, rng, sigma=0.7):
+    """Synthesis of ``mel [1, frames, 80]`` under one random latent, ours against the PyTorch reference's.
+
+    Returns the reference's audio ``[1, frames * hop]``.
+    """
+    import torch
+
+    frames = mel.shape[1]
+    latent = rng.standard_normal((1, frames * HOP // model.n_group, model.n_group)).astype(np.float32)
+    with torch.no_grad():
+        expected = reference.infer(
+            torch.from_numpy(mel).transpose(1, 2), sigma=sigma, z=torch.from_numpy(latent).transpose(1, 2)
+        ).numpy()
+    np.testing.assert_allclose(model.infer(mel, sigma, z=latent).numpy(), expected, rtol=1e-4, atol=1e-5)
+    return expected
+
+
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_forward_and_synthesis_equal_the_pytorch_reference(name):
     """The same weights in the PyTorch reference built from the options' definitions (tests/reference/glow.py)."""
@@ -300,12 +317,7 @@ def test_forward_and_synthesis_equal_the_pytorch_reference(name):
     np.testing.assert_allclose(float(ours["log_s_sum"]), log_s_sum, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(float(ours["log_det_w_sum"]), log_det_w_sum, rtol=1e-4, atol=1e-4)
 
-    latent = rng.standard_normal((1, frames * HOP // model.n_group, model.n_group)).astype(np.float32)
-    with torch.no_grad():
-        expected = reference.infer(
-            torch.from_numpy(mel).transpose(1, 2), sigma=0.7, z=torch.from_numpy(latent).transpose(1, 2)
-        ).numpy()
-    np.testing.assert_allclose(model.infer(mel, 0.7, z=latent).numpy(), expected, rtol=1e-4, atol=1e-5)
+    assert_synthesis_equals_reference(model, reference, mel, rng)
 
 
 def test_a_dead_channel_loads_into_the_weight_normed_reference_as_zeros():
@@ -314,7 +326,7 @@ def test_a_dead_channel_loads_into_the_weight_normed_reference_as_zeros():
     The reference builds NVIDIA's weight-normed convolutions from folded kernels (``g = ||w||``);
     a zero kernel must become ``g = 0`` there, not ``0 / 0``.
     """
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     if REFERENCE_DIR not in sys.path:
         sys.path.insert(0, REFERENCE_DIR)
     import tfwaveglow_weights
@@ -336,13 +348,8 @@ def test_a_dead_channel_loads_into_the_weight_normed_reference_as_zeros():
     rng = np.random.default_rng(11)
     frames = 6
     mel = random_mel(rng, frames)[None]
-    latent = rng.standard_normal((1, frames * HOP // model.n_group, model.n_group)).astype(np.float32)
-    with torch.no_grad():
-        expected = reference.infer(
-            torch.from_numpy(mel).transpose(1, 2), sigma=0.7, z=torch.from_numpy(latent).transpose(1, 2)
-        ).numpy()
+    expected = assert_synthesis_equals_reference(model, reference, mel, rng)
     assert np.all(np.isfinite(expected)) and np.max(np.abs(expected)) > 1e-2
-    np.testing.assert_allclose(model.infer(mel, 0.7, z=latent).numpy(), expected, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["repeat_g64_separable"])

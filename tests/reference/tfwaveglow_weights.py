@@ -113,7 +113,7 @@ def load_conv(conv, kernel, bias, gain=None) -> None:
         if hasattr(conv, "weight_v"):
             if gain is None:
                 gain = np.linalg.norm(weight.reshape(weight.shape[0], -1), axis=1)
-                weight = np.where((gain == 0).reshape(-1, *([1] * (weight.ndim - 1))), np.float32(1), weight)
+                weight = np.where(gain[:, None, None] == 0, np.float32(1), weight)
             conv.weight_v.copy_(torch.from_numpy(weight))
             conv.weight_g.copy_(torch.from_numpy(np.asarray(gain, np.float32).reshape(-1, 1, 1)))
         else:
