@@ -83,8 +83,9 @@ def plot(valid: dict[int, dict], first12: list[dict], all62: list[dict], out: st
     right.legend(fontsize=8, loc="lower right")
     for ax in (left, right):
         ax.grid(True, which="both", alpha=0.3)
-        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=2))  # one tick per doubling
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     fig.tight_layout()
     fig.savefig(out, dpi=90)
     plt.close(fig)
