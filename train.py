@@ -2,7 +2,8 @@
 
     python train.py --filelist=corpus/train.txt --wave_dir=corpus/wavs --lc_dir=corpus/mels \\
         --model_dir=runs/exp1 [--params=params.yaml ...] [--params_override=train.batch_size=8 ...] \\
-        [--init_from=DIR] [--strategy=default|mirrored|multi_worker] [--valid_filelist=corpus/valid.txt]
+        [--init_from=DIR [--continue_run]] [--strategy=default|mirrored|multi_worker] \\
+        [--valid_filelist=corpus/valid.txt]
 
 The config is ``--params`` if given (several are layered, later keys winning), else the
 ``params.yaml`` of an existing run in ``--model_dir``, else the built-in defaults; ``--params_override`` entries
@@ -37,6 +38,13 @@ flags.DEFINE_multi_string(
 )
 flags.DEFINE_string(
     "init_from", None, "Warm-start a new run from this model or run directory (weights only).", flag_values=FLAGS
+)
+flags.DEFINE_bool(
+    "continue_run",
+    False,
+    "With --init_from: carry on the run that model was shipped from (its training_state.json): step, "
+    "data order, learning-rate decay and training clocks go on from there; Adam starts anew with a warm-up.",
+    flag_values=FLAGS,
 )
 flags.DEFINE_enum(
     "strategy", "default", ["default", "mirrored", "multi_worker"], "tf.distribute strategy.", flag_values=FLAGS
@@ -92,6 +100,7 @@ def main(argv):
             FLAGS.lc_dir,
             FLAGS.model_dir,
             init_from=FLAGS.init_from,
+            continue_run=FLAGS.continue_run,
             strategy=strategy,
             valid_filelist=FLAGS.valid_filelist,
             steps=FLAGS.steps,

@@ -6,8 +6,9 @@
 
 1. Loads the run's latest checkpoint (or ``--checkpoint``) with weight norm folded
    and saves it with :func:`tfwaveglow.save_model` in float16 (``params.yaml`` +
-   ``weights.npz``); the run's config is kept, except ``export.denoiser_strength``,
-   which is set to ``--denoiser_strength`` so that ``synthesize.py`` and exported
+   ``weights.npz``) with ``training_state.json`` (the checkpoint's step and training
+   clocks, for ``train.py --init_from=... --continue_run``); the run's config is kept,
+   except ``export.denoiser_strength``, which is set to ``--denoiser_strength`` so that ``synthesize.py`` and exported
    SavedModels use the denoiser by default. Fails if the directory exceeds
    ``--max_megabytes``.
 2. Measures what float16 storage costs: the float16 model against the float32
@@ -103,6 +104,19 @@ def checkpoint_step(prefix: str) -> int:
         if match is None:
             raise ShipError(f"{prefix}: the checkpoint records no step") from None
         return int(match.group(1))
+
+
+def checkpoint_clocks(prefix: str) -> tuple[float, float]:
+    """The run's training wall-clock and CPU seconds saved in the checkpoint ``prefix``."""
+    import tensorflow as tf
+
+    try:
+        return tuple(
+            float(tf.train.load_variable(prefix, f"{name}/.ATTRIBUTES/VARIABLE_VALUE"))
+            for name in ("train_seconds", "cpu_seconds")
+        )
+    except (tf.errors.NotFoundError, ValueError):
+        raise ShipError(f"{prefix}: the checkpoint records no training clocks") from None
 
 
 def training_record(run_dir: str, step: int) -> dict:
@@ -504,7 +518,7 @@ def ship(
     """Steps 1-4 of the module docstring; returns what the card reports."""
     import tfwaveglow
     from tfwaveglow import demo, preprocess
-    from tfwaveglow.model_io import PARAMS_FILE, WEIGHTS_FILE, load_model
+    from tfwaveglow.model_io import PARAMS_FILE, WEIGHTS_FILE, load_model, save_training_state
     from tfwaveglow.training import read_params_changes
 
     if not os.path.isdir(run_dir):
@@ -518,6 +532,7 @@ def ship(
     full = load_model(prefix, params=params)
 
     tfwaveglow.save_model(full, output_dir, params, weights_dtype="float16")
+    save_training_state(output_dir, step, *checkpoint_clocks(prefix))
     size = sum(os.path.getsize(os.path.join(output_dir, name)) for name in (PARAMS_FILE, WEIGHTS_FILE))
     if size > max_megabytes * 1e6:
         raise ShipError(f"{output_dir} is {size / 1e6:.1f} MB, more than --max_megabytes={max_megabytes:g}")

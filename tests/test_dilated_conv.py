@@ -149,6 +149,24 @@ def test_weight_norm_starts_equal_to_the_initial_kernel():
     np.testing.assert_allclose(layer.effective_kernel().numpy(), layer.kernel_v.numpy(), rtol=1e-5)
 
 
+def test_a_dead_channel_assigned_under_weight_norm_stays_zero_with_finite_gradients():
+    """A folded kernel with an all-zero output channel (a trained-to-zero gain, or float16 rounding)."""
+    layer = DilatedConv1D(4, 6, kernel_size=3, dilation_rate=2, weight_norm=True)
+    layer.build(None)
+    rng = np.random.default_rng(3)
+    kernel = rng.standard_normal((3, 4, 6)).astype(np.float32)
+    kernel[:, :, 2] = 0.0
+    layer.assign_kernel(kernel, np.zeros(6, np.float32))
+    np.testing.assert_allclose(layer.effective_kernel().numpy(), kernel, rtol=1e-5, atol=1e-7)
+    x = tf.constant(rng.standard_normal((1, 16, 4)).astype(np.float32))
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(layer(x) ** 2)
+    grads = tape.gradient(loss, [layer.kernel_v, layer.kernel_g])
+    assert all(np.all(np.isfinite(g.numpy())) for g in grads)
+    # Only the gain can revive the channel: the direction gets no gradient while g = 0.
+    np.testing.assert_array_equal(grads[0].numpy()[:, :, 2], 0.0)
+
+
 def test_rejects_even_kernel_and_unknown_mode():
     with pytest.raises(ValueError, match="odd"):
         DilatedConv1D(2, 2, kernel_size=4)

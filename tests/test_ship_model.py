@@ -54,7 +54,9 @@ def shipped(tmp_path_factory):
     run.mkdir()
     tfwaveglow.save_params(params, str(run / "params.yaml"))
     step = tf.Variable(200, dtype=tf.int64)
-    tf.train.CheckpointManager(tf.train.Checkpoint(step=step, model=model), str(run / "checkpoints"), 3).save(200)
+    train_seconds, cpu_seconds = tf.Variable(5400.0, dtype=tf.float64), tf.Variable(9000.0, dtype=tf.float64)
+    checkpoint = tf.train.Checkpoint(step=step, model=model, train_seconds=train_seconds, cpu_seconds=cpu_seconds)
+    tf.train.CheckpointManager(checkpoint, str(run / "checkpoints"), 3).save(200)
     (run / "metrics.csv").write_text(METRICS_CSV)
     examples = tmp / "examples"
     (examples / "male").mkdir(parents=True)
@@ -70,7 +72,10 @@ def shipped(tmp_path_factory):
 
 def test_the_checkpoint_is_shipped_in_float16_with_the_denoiser_default(shipped):
     out = shipped["out"]
-    assert sorted(os.listdir(out)) == ["MODEL_CARD.md", "params.yaml", "weights.npz"]
+    assert sorted(os.listdir(out)) == ["MODEL_CARD.md", "params.yaml", "training_state.json", "weights.npz"]
+    # What train.py --continue_run carries on from: the checkpoint's step and clocks.
+    state = json.loads((out / "training_state.json").read_text())
+    assert state == {"step": 200, "train_seconds": 5400.0, "cpu_seconds": 9000.0}
     assert stored_weights_dtype(out) == "float16"
     loaded, params = tfwaveglow.model_io.load_model_and_params(out)
     assert params.export.denoiser_strength == 0.1 and params.model.n_flows == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 import numpy as np
@@ -12,7 +13,13 @@ from export_helpers import ROOT, run, run_in_fresh_process
 
 import tfwaveglow
 from tfwaveglow import audio as audio_lib
-from tfwaveglow.model_io import PARAMS_FILE, WEIGHTS_FILE, stored_weights_dtype
+from tfwaveglow.model_io import (
+    PARAMS_FILE,
+    TRAINING_STATE_FILE,
+    WEIGHTS_FILE,
+    load_training_state,
+    stored_weights_dtype,
+)
 
 MODEL_DIR = os.path.join(ROOT, "models", "fishfillets_cs")
 EXAMPLE = os.path.join(ROOT, "examples", "male", "grail-gr-v-vsechny1.flac")
@@ -36,13 +43,18 @@ def held_out_mel(shipped):
 
 def test_the_model_directory_is_small_float16_and_documented():
     names = sorted(os.listdir(MODEL_DIR))
-    assert names == ["MODEL_CARD.md", PARAMS_FILE, WEIGHTS_FILE]
+    assert names == ["MODEL_CARD.md", PARAMS_FILE, TRAINING_STATE_FILE, WEIGHTS_FILE]
     total = sum(os.path.getsize(os.path.join(MODEL_DIR, n)) for n in names)
     assert total <= MAX_BYTES, f"{MODEL_DIR} is {total / 1e6:.1f} MB"
     assert stored_weights_dtype(MODEL_DIR) == "float16"
     card = open(os.path.join(MODEL_DIR, "MODEL_CARD.md"), encoding="utf-8").read()
     for needed in ("fillets-ng-data-cs", "GPL-2", "1176 training and 62 held-out", "training steps", "validation NLL"):
         assert needed in card, needed
+    # The training state (for train.py --continue_run) is the card's step and hours.
+    state = load_training_state(MODEL_DIR)
+    assert f"| training steps | {state['step']} " in card
+    hours = float(re.search(r"\| training time \| ([0-9.]+) h", card).group(1))
+    assert state["train_seconds"] / 3600 == pytest.approx(hours, abs=0.005)
 
 
 def test_the_model_loads_as_float32_with_the_float16_values(shipped):

@@ -91,15 +91,23 @@ def read_events(directory):
 
 
 # ----------------------------------------------------------------------------- schedule
+@pytest.mark.parametrize("step_offset", [0, 70])
 @pytest.mark.parametrize("decay_start", [0, 5, 300])
 @pytest.mark.parametrize("schedule", ["constant", "exponential", "cosine"])
-def test_learning_rate_schedule_matches_closed_form(schedule, decay_start):
+def test_learning_rate_schedule_matches_closed_form(schedule, decay_start, step_offset):
     lr = training.TrainLearningRate(
-        2e-4, schedule, warmup_steps=10, decay_steps=100, decay_rate=0.25, decay_start=decay_start
+        2e-4,
+        schedule,
+        warmup_steps=10,
+        decay_steps=100,
+        decay_rate=0.25,
+        decay_start=decay_start,
+        step_offset=step_offset,
     )
     for step in [0, 4, 9, 10, 60, 110, 299, 300, 350, 500]:
+        # The warm-up counts the optimizer's own steps, the decay the run's.
         warm = min(1.0, (step + 1) / 10)
-        u = max(step - max(10, decay_start), 0)
+        u = max(step + step_offset - max(10, decay_start), 0)
         decay = {
             "constant": 1.0,
             "exponential": 0.25 ** (u / 100),
@@ -563,6 +571,51 @@ def test_init_from_copies_weights_with_a_fresh_optimizer(tmp_path):
     bigger = tiny_params(model__wn__n_channels=16)
     with pytest.raises(ValueError, match="pretrained"):
         training.Trainer(bigger, tmp_path / "run2").restore(init_from=tmp_path / "pretrained")
+
+
+def test_continue_run_carries_on_the_shipped_runs_step_clocks_and_schedule(tmp_path):
+    from tfwaveglow.model_io import ModelLoadError, save_training_state
+
+    params = tiny_params(
+        train__learning_rate=1e-3,
+        train__lr_warmup_steps=4,
+        train__lr_schedule="cosine",
+        train__lr_decay_steps=100,
+        train__lr_decay_rate=0.1,
+    )
+    keras.utils.set_random_seed(5)
+    shipped = tmp_path / "shipped"
+    tfwaveglow.save_model(tfwaveglow.WaveGlow.from_params(params), shipped, params, weights_dtype="float16")
+    with pytest.raises(ModelLoadError, match="training_state.json"):
+        training.Trainer(params, tmp_path / "no_state").restore(init_from=shipped, continue_run=True)
+    save_training_state(shipped, step=50, train_seconds=3600.0, cpu_seconds=7200.0)
+
+    def expected_lr(optimizer_step):  # closed form: warm-up on the optimizer's steps, cosine on the run's
+        warm = min(1.0, (optimizer_step + 1) / 4)
+        u = min(max(optimizer_step + 50 - 4, 0) / 100, 1.0)
+        return 1e-3 * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * u)))
+
+    trainer = training.Trainer(params, tmp_path / "run")
+    assert trainer.restore(init_from=shipped, continue_run=True) == 50
+    assert int(trainer.step.numpy()) == 50 and int(trainer.optimizer.iterations.numpy()) == 0
+    assert float(trainer.train_seconds.numpy()) == 3600.0 and float(trainer.cpu_seconds.numpy()) == 7200.0
+    assert float(trainer.optimizer.learning_rate) == pytest.approx(expected_lr(0), rel=1e-5)
+    trainer.optimizer.iterations.assign(10)
+    assert float(trainer.optimizer.learning_rate) == pytest.approx(expected_lr(10), rel=1e-5)
+    trainer.step.assign(60)
+    trainer.save()
+    trainer.run_lock.release()
+
+    # Resuming the continued run keeps the offset (the fresh schedule object starts at 0).
+    again = training.Trainer(params, tmp_path / "run")
+    assert again.lr_schedule.step_offset == 0
+    assert again.restore() == 60
+    assert again.lr_schedule.step_offset == 50
+    assert float(again.optimizer.learning_rate) == pytest.approx(expected_lr(10), rel=1e-5)
+    again.run_lock.release()
+
+    with pytest.raises(ValueError, match="continue_run needs init_from"):
+        training.Trainer(params, tmp_path / "run3").restore(continue_run=True)
 
 
 def test_a_run_dir_of_another_model_is_refused(tmp_path):

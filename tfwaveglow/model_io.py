@@ -7,11 +7,14 @@ always with weight norm folded. The arrays are float32, or float16 to halve the
 file (a shipped model); loading always builds float32 variables, so a float16
 file gives exactly the float16-rounded weights, computed in float32. A *training run directory* holds
 ``params.yaml`` and ``tf.train.Checkpoint`` files whose ``model`` slot is the
-(possibly weight-normalised) model; loading one folds weight norm.
+(possibly weight-normalised) model; loading one folds weight norm. A shipped
+model may also hold ``training_state.json``: the step and training clocks of the
+run it was taken from, so that ``train.py --continue_run`` can carry that run on.
 """
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -24,12 +27,47 @@ from tfwaveglow.model import WaveGlow
 PARAMS_FILE = "params.yaml"
 WEIGHTS_FILE = "weights.npz"
 CHECKPOINT_SUBDIR = "checkpoints"
+TRAINING_STATE_FILE = "training_state.json"
 # How weights.npz may store its arrays; loading casts either to float32.
 WEIGHTS_DTYPES = ("float32", "float16")
 
 
 class ModelLoadError(ValueError):
     """The path is not a loadable model, or its weights do not fit its config."""
+
+
+def save_training_state(directory: str | os.PathLike, step: int, train_seconds: float, cpu_seconds: float) -> str:
+    """Writes ``training_state.json`` (the run's step and training clocks) into a model directory."""
+    path = os.path.join(os.fspath(directory), TRAINING_STATE_FILE)
+    state = {"step": int(step), "train_seconds": float(train_seconds), "cpu_seconds": float(cpu_seconds)}
+    with open(path, "w") as f:
+        json.dump(state, f, indent=2)
+        f.write("\n")
+    return path
+
+
+def load_training_state(directory: str | os.PathLike) -> dict:
+    """Reads a model directory's ``training_state.json``.
+
+    Returns:
+      ``{"step": int, "train_seconds": float, "cpu_seconds": float}``.
+
+    Raises:
+      ModelLoadError: the file is missing, unreadable or lacks a value.
+    """
+    path = os.path.join(os.fspath(directory), TRAINING_STATE_FILE)
+    if not os.path.isfile(path):
+        raise ModelLoadError(f"{path}: no training state (only models shipped from a run carry one)")
+    try:
+        with open(path) as f:
+            state = json.load(f)
+        step = int(state["step"])
+        clocks = {key: float(state[key]) for key in ("train_seconds", "cpu_seconds")}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ModelLoadError(f"{path}: unreadable training state ({e!r})") from e
+    if step < 0 or min(clocks.values()) < 0:
+        raise ModelLoadError(f"{path}: negative step or clock in {state}")
+    return {"step": step, **clocks}
 
 
 def weights_to_arrays(model: WaveGlow) -> dict:

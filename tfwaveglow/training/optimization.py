@@ -44,7 +44,7 @@ def configure_mixed_precision(setting: bool | str, require_gpu: bool = True) -> 
 class TrainLearningRate(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warm-up, then constant, exponential or cosine decay.
 
-    ``lr(t) = warm(t) * base * decay(t - start)`` with
+    ``lr(t) = warm(t) * base * decay(t + step_offset - start)`` with
     ``warm(t) = min(1, (t + 1) / warmup_steps)`` (1 without warm-up),
     ``start = max(warmup_steps, decay_start)`` and
     ``decay(u) = 1`` (constant), ``rate ** (u / decay_steps)`` (exponential) or
@@ -60,10 +60,21 @@ class TrainLearningRate(keras.optimizers.schedules.LearningRateSchedule):
       decay_rate: exponential factor, or the cosine's final fraction.
       decay_start: the step before which the rate does not decay (the end of
         the warm-up if that is later), e.g. to anneal a resumed run.
+      step_offset: the run's steps taken before this optimizer's first one
+        (a run continued from shipped weights, ``train.py --continue_run``):
+        the decay counts the run's steps, the warm-up the optimizer's own, so
+        fresh Adam moments warm up again at the continued rate.
     """
 
     def __init__(
-        self, learning_rate, schedule="constant", warmup_steps=0, decay_steps=100000, decay_rate=0.5, decay_start=0
+        self,
+        learning_rate,
+        schedule="constant",
+        warmup_steps=0,
+        decay_steps=100000,
+        decay_rate=0.5,
+        decay_start=0,
+        step_offset=0,
     ):
         if schedule not in ("constant", "exponential", "cosine"):
             raise ValueError(f"unknown learning-rate schedule {schedule!r}")
@@ -73,6 +84,7 @@ class TrainLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         self.decay_steps = int(decay_steps)
         self.decay_rate = float(decay_rate)
         self.decay_start = int(decay_start)
+        self.step_offset = int(step_offset)
 
     @classmethod
     def from_params(cls, train_params) -> "TrainLearningRate":
@@ -84,7 +96,7 @@ class TrainLearningRate(keras.optimizers.schedules.LearningRateSchedule):
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
         lr = tf.constant(self.learning_rate, tf.float32)
-        after_start = tf.maximum(step - max(self.warmup_steps, self.decay_start), 0.0)
+        after_start = tf.maximum(step + self.step_offset - max(self.warmup_steps, self.decay_start), 0.0)
         if self.schedule == "exponential":
             lr = lr * tf.pow(self.decay_rate, after_start / self.decay_steps)
         elif self.schedule == "cosine":
@@ -102,6 +114,7 @@ class TrainLearningRate(keras.optimizers.schedules.LearningRateSchedule):
             "decay_steps": self.decay_steps,
             "decay_rate": self.decay_rate,
             "decay_start": self.decay_start,
+            "step_offset": self.step_offset,
         }
 
 
@@ -117,16 +130,21 @@ class _SummedGradientAdam(keras.optimizers.Adam):
         return list(grads_and_vars)
 
 
-def make_optimizer(train_params) -> keras.optimizers.Optimizer:
+def make_optimizer(train_params, schedule: TrainLearningRate | None = None) -> keras.optimizers.Optimizer:
     """Adam at ``train.learning_rate`` (NVIDIA: 1e-4) under ``train.lr_schedule``.
 
     Adam's other settings are PyTorch's defaults, as in NVIDIA's training
     (beta 0.9 / 0.999, epsilon 1e-8). Gradient clipping is done by the step,
     not the optimizer, so that the clipped norm is the global one.
+
+    Args:
+      train_params: ``params.train``.
+      schedule: the schedule to use (default: one made from ``train_params``);
+        the trainer passes its own to set its ``step_offset`` after a restore.
     """
-    return _SummedGradientAdam(
-        learning_rate=TrainLearningRate.from_params(train_params), beta_1=0.9, beta_2=0.999, epsilon=1e-8
-    )
+    if schedule is None:
+        schedule = TrainLearningRate.from_params(train_params)
+    return _SummedGradientAdam(learning_rate=schedule, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
 
 
 class DynamicLossScale(tf.Module):

@@ -20,12 +20,17 @@ from tfwaveglow.config import Params, load_params, save_params
 from tfwaveglow.layers.dilated_conv import native_dilation_gradient_error
 from tfwaveglow.losses import nll_terms
 from tfwaveglow.model import WaveGlow
-from tfwaveglow.model_io import CHECKPOINT_SUBDIR, PARAMS_FILE, load_model, save_model
+from tfwaveglow.model_io import CHECKPOINT_SUBDIR, PARAMS_FILE, load_model, load_training_state, save_model
 from tfwaveglow.run_lock import RunDirectoryLock
 from tfwaveglow.training import summaries
 from tfwaveglow.training.checkpoints import KillSafeCheckpointManager, checkpoint_step, remove_unlisted_checkpoint_files
 from tfwaveglow.training.distribution import create_strategy, global_batch, is_chief, scalar_variable
-from tfwaveglow.training.optimization import DynamicLossScale, configure_mixed_precision, make_optimizer
+from tfwaveglow.training.optimization import (
+    DynamicLossScale,
+    TrainLearningRate,
+    configure_mixed_precision,
+    make_optimizer,
+)
 from tfwaveglow.training.params_history import PARAMS_CHANGES_FILE, record_params_change
 from tfwaveglow.training.summaries import LOSS_TERMS, drop_metrics_after
 
@@ -105,9 +110,13 @@ class Trainer:
 
         with self.strategy.scope():
             self.model = WaveGlow.from_params(params, weight_norm=t.weight_norm)
-            self.optimizer = make_optimizer(t)
+            self.lr_schedule = TrainLearningRate.from_params(t)
+            self.optimizer = make_optimizer(t, self.lr_schedule)
             self.optimizer.build(self.model.trainable_variables)
             self.step = scalar_variable("step", 0, tf.int64)
+            # Steps the run had taken before this optimizer's first (``continue_run``):
+            # the learning-rate decay counts from the run's start, the warm-up from the optimizer's.
+            self.lr_step_offset = scalar_variable("lr_step_offset", 0, tf.int64)
             self.nonfinite_steps = scalar_variable("nonfinite_steps", 0, tf.int64)
             # The run's training time so far, wall clock and this process's CPU time (all
             # threads), carried across resumes (0 for runs saved before these existed).
@@ -122,6 +131,7 @@ class Trainer:
             nonfinite_steps=self.nonfinite_steps,
             train_seconds=self.train_seconds,
             cpu_seconds=self.cpu_seconds,
+            lr_step_offset=self.lr_step_offset,
         )
         self.checkpoint_dir = os.path.join(self.model_dir, CHECKPOINT_SUBDIR)
         self.manager = KillSafeCheckpointManager(
@@ -139,13 +149,17 @@ class Trainer:
         self._writers = None
 
     # ---------------------------------------------------------------- state
-    def restore(self, init_from: str | os.PathLike | None = None) -> int:
+    def restore(self, init_from: str | os.PathLike | None = None, continue_run: bool = False) -> int:
         """Resumes from the latest checkpoint in ``model_dir``, else starts fresh.
 
         A fresh start saves ``params.yaml`` and, with ``init_from``, copies the
         weights of :func:`tfwaveglow.load_model` (a converted NVIDIA model, an
         inference directory or another run): fine-tuning, so the optimizer
-        starts anew. A resumed run ignores ``init_from``.
+        starts anew. With ``continue_run`` as well, the new run carries on the
+        run that ``init_from`` was shipped from (its ``training_state.json``):
+        the step, and with it the data order and the learning-rate decay, and
+        the training clocks go on from there, while the fresh Adam moments get
+        the warm-up again (at the continued rate). A resumed run ignores both.
 
         Returns:
           The step training continues from.
@@ -154,19 +168,19 @@ class Trainer:
           ValueError: ``model_dir`` holds a run of another model, or the
             ``init_from`` model does not fit ``params.model``.
           FileNotFoundError, tfwaveglow.ModelLoadError: ``init_from`` is not a
-            loadable model.
+            loadable model, or (``continue_run``) has no training state.
           tfwaveglow.run_lock.RunDirectoryBusyError: another process trains in
             ``model_dir``.
         """
         self._lock_run_directory()
         try:
-            step = self._restore(init_from)
+            step = self._restore(init_from, continue_run)
         except BaseException:
             self.run_lock.release()
             raise
         return step
 
-    def _restore(self, init_from) -> int:
+    def _restore(self, init_from, continue_run) -> int:
         saved = self._check_saved_params()
         latest = self.manager.latest_checkpoint
         if latest and self.chief:
@@ -181,8 +195,13 @@ class Trainer:
                 logging.info("a checkpoint exists in %s: --init_from %s is ignored", self.model_dir, init_from)
         else:
             step = 0
+            if continue_run and not init_from:
+                raise ValueError("continue_run needs init_from: the model whose run goes on")
             if init_from:
                 self.warm_start(init_from)
+            if continue_run:
+                step = self.continue_run_of(init_from)
+        self.lr_schedule.step_offset = int(self.lr_step_offset.numpy())
         if self.chief:
             os.makedirs(self.model_dir, exist_ok=True)
             if saved is not None and step > 0:
@@ -204,6 +223,16 @@ class Trainer:
         except ValueError as e:
             raise ValueError(f"--init_from {init_from}: its model does not fit params.model: {e}") from e
         logging.info("initialised weights from %s", init_from)
+
+    def continue_run_of(self, model_dir: str | os.PathLike) -> int:
+        """Sets the step, clocks and learning-rate offset from a shipped model's training state."""
+        state = load_training_state(model_dir)
+        self.step.assign(state["step"])
+        self.lr_step_offset.assign(state["step"])
+        self.train_seconds.assign(state["train_seconds"])
+        self.cpu_seconds.assign(state["cpu_seconds"])
+        logging.info("continuing the run of %s from step %d", os.fspath(model_dir), state["step"])
+        return state["step"]
 
     def _lock_run_directory(self) -> None:
         if self.chief:
@@ -696,6 +725,7 @@ def train(
     model_dir: str | os.PathLike,
     *,
     init_from: str | os.PathLike | None = None,
+    continue_run: bool = False,
     strategy: tf.distribute.Strategy | str = "default",
     valid_filelist: str | os.PathLike | None = None,
     steps: int | None = None,
@@ -708,6 +738,7 @@ def train(
       wave_dir, lc_dir: where the wavs and the mels (local conditions) live.
       model_dir: the run directory; an existing checkpoint there is resumed.
       init_from: warm-start weights for a fresh run (see :meth:`Trainer.restore`).
+      continue_run: with ``init_from``, carry on the run it was shipped from.
       strategy: a strategy or its name (``default``, ``mirrored``, ``multi_worker``).
       valid_filelist: validation ids (default ``train.valid_filelist``; empty = none).
       steps: stop at this step (default ``train.steps``).
@@ -729,7 +760,7 @@ def train(
         valid_ids = valid_ids[: t.valid_max_clips]
 
     trainer = Trainer(params, model_dir, strategy=strategy)
-    trainer.restore(init_from)
+    trainer.restore(init_from, continue_run)
 
     def dataset_fn(start_step: int, input_context: tf.distribute.InputContext) -> tf.data.Dataset:
         return training_dataset(params, ids, wave_dir, lc_dir, start_step, input_context)
