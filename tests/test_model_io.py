@@ -1,5 +1,7 @@
 """Saving and loading inference model directories and training checkpoints."""
 
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -112,3 +114,28 @@ def test_float16_storage_refuses_what_it_cannot_hold(tmp_path):
     model.upsample.bias.assign(np.full(model.upsample.bias.shape, 1e5, np.float32))
     with pytest.raises(ValueError, match=r"float16 cannot hold the weights of \['upsample.bias'\]"):
         tfwaveglow.save_model(model, tmp_path / "m", params, weights_dtype="float16")
+
+
+def test_training_state_round_trips_and_bad_files_are_named(tmp_path):
+    from tfwaveglow.model_io import TRAINING_STATE_FILE, load_training_state, save_training_state
+
+    save_training_state(tmp_path, step=12000, train_seconds=1234.5, cpu_seconds=2469.0)
+    assert json.loads((tmp_path / TRAINING_STATE_FILE).read_text()) == {
+        "step": 12000,
+        "train_seconds": 1234.5,
+        "cpu_seconds": 2469.0,
+    }
+    assert load_training_state(tmp_path) == {"step": 12000, "train_seconds": 1234.5, "cpu_seconds": 2469.0}
+    path = tmp_path / TRAINING_STATE_FILE
+    for text, problem in (
+        ("{not json", "unreadable"),
+        ('{"step": 5, "train_seconds": 1.0}', "unreadable"),
+        ('{"step": -1, "train_seconds": 1.0, "cpu_seconds": 1.0}', "negative"),
+    ):
+        path.write_text(text)
+        with pytest.raises(ModelLoadError, match=problem) as info:
+            load_training_state(tmp_path)
+        assert str(path) in str(info.value)
+    path.unlink()
+    with pytest.raises(ModelLoadError, match="no training state"):
+        load_training_state(tmp_path)
