@@ -85,6 +85,8 @@ def resolve_params(params_paths: list[str] | None, model_dir: str, overrides: di
 def main(argv):
     """Trains; ``argv`` may carry the flags when called from Python (``main(["train.py", "--model_dir=..."])``)."""
     cli.parse_argv(FLAGS, argv)
+    if FLAGS.continue_run and not FLAGS.init_from:
+        raise app.UsageError("--continue_run needs --init_from: the shipped model whose run goes on")
     import tfwaveglow
     from tfwaveglow import training
     from tfwaveglow.run_lock import RunDirectoryBusyError
