@@ -8,9 +8,9 @@
    and saves it with :func:`tfwaveglow.save_model` in float16 (``params.yaml`` +
    ``weights.npz``) with ``training_state.json`` (the checkpoint's step and training
    clocks, for ``train.py --init_from=... --continue_run``); the run's config is kept,
-   except ``export.denoiser_strength``, which is set to ``--denoiser_strength`` so that ``synthesize.py`` and exported
-   SavedModels use the denoiser by default. Fails if the directory exceeds
-   ``--max_megabytes``.
+   except ``export.denoiser_strength``, which is set to ``--denoiser_strength`` so
+   that ``synthesize.py`` and exported SavedModels use the denoiser by default. Fails
+   if the directory exceeds ``--max_megabytes``.
 2. Measures what float16 storage costs: the float16 model against the float32
    checkpoint on the first example, under one latent (SNR in dB).
 3. Runs ``python -m tfwaveglow.demo`` with the shipped model on ``--examples_dir``

@@ -618,6 +618,41 @@ def test_continue_run_carries_on_the_shipped_runs_step_clocks_and_schedule(tmp_p
         training.Trainer(params, tmp_path / "run3").restore(continue_run=True)
 
 
+def test_a_checkpoint_older_than_the_clocks_and_offset_still_resumes(tmp_path):
+    params = tiny_params()
+    trainer = training.Trainer(params, tmp_path / "run")
+    trainer.restore()
+    trainer.step.assign(3)
+    for variable in trainer.model.trainable_variables:
+        variable.assign(variable + 0.25)
+    # What a run saved before train_seconds, cpu_seconds and lr_step_offset existed holds.
+    old = tf.train.Checkpoint(
+        step=trainer.step,
+        model=trainer.model,
+        optimizer=trainer.optimizer,
+        loss_scale=trainer.loss_scale,
+        nonfinite_steps=trainer.nonfinite_steps,
+    )
+    tf.train.CheckpointManager(old, str(tmp_path / "run" / "checkpoints"), 3).save(3)
+    trainer.run_lock.release()
+
+    again = training.Trainer(params, tmp_path / "run")
+    assert again.restore() == 3
+    assert float(again.train_seconds.numpy()) == 0.0 and int(again.lr_step_offset.numpy()) == 0
+    resumed, saved = weights_to_arrays(again.model), weights_to_arrays(trainer.model)
+    for key in saved:
+        np.testing.assert_array_equal(resumed[key], saved[key], err_msg=key)
+    again.run_lock.release()
+
+    # A checkpoint without the model is still refused.
+    bare = tmp_path / "bare"
+    tf.train.CheckpointManager(
+        tf.train.Checkpoint(step=tf.Variable(1, dtype=tf.int64)), str(bare / "checkpoints"), 1
+    ).save(1)
+    with pytest.raises(AssertionError):
+        training.Trainer(params, bare).restore()
+
+
 def test_a_run_dir_of_another_model_is_refused(tmp_path):
     params = tiny_params()
     tfwaveglow.save_params(params, tmp_path / "params.yaml")

@@ -52,14 +52,13 @@ class KernelMixin:
         """Sets the applied kernel and bias (for weight norm: v = w, g = ||w||).
 
         An all-zero output channel (a float16 model's weights may round to it)
-        gets g = 0 and a constant unit direction v, so that ``g * v / ||v||``
-        is 0 and its gradients finite, where v = 0 would give 0 / 0.
+        gets g = 0 and v = 1, so that ``g * v / ||v||`` is 0 and its gradients
+        finite, where v = 0 would give 0 / 0.
         """
         kernel = tf.convert_to_tensor(kernel, dtype=self.variable_dtype)
         if self.weight_norm:
             norm = tf.norm(tf.reshape(kernel, [-1, kernel.shape[-1]]), axis=0)
-            unit = tf.fill(tf.shape(kernel), tf.math.rsqrt(tf.cast(tf.size(kernel) // kernel.shape[-1], kernel.dtype)))
-            self.kernel_v.assign(tf.where(norm > 0, kernel, unit))
+            self.kernel_v.assign(tf.where(norm > 0, kernel, tf.ones_like(kernel)))
             self.kernel_g.assign(norm)
         else:
             self.kernel.assign(kernel)

@@ -35,6 +35,8 @@ from tfwaveglow.training.params_history import PARAMS_CHANGES_FILE, record_param
 from tfwaveglow.training.summaries import LOSS_TERMS, drop_metrics_after
 
 INFERENCE_SUBDIR = "inference"
+# Checkpoint slots that later versions added; a checkpoint written before them resumes without them.
+_SLOTS_ADDED_LATER = ("train_seconds", "cpu_seconds", "lr_step_offset")
 
 
 class NonFiniteTrainingError(RuntimeError):
@@ -123,16 +125,17 @@ class Trainer:
             self.train_seconds = scalar_variable("train_seconds", 0.0, tf.float64)
             self.cpu_seconds = scalar_variable("cpu_seconds", 0.0, tf.float64)
             self.loss_scale = DynamicLossScale()
-        self.checkpoint = tf.train.Checkpoint(
-            step=self.step,
-            model=self.model,
-            optimizer=self.optimizer,
-            loss_scale=self.loss_scale,
-            nonfinite_steps=self.nonfinite_steps,
-            train_seconds=self.train_seconds,
-            cpu_seconds=self.cpu_seconds,
-            lr_step_offset=self.lr_step_offset,
-        )
+        self._checkpoint_slots = {
+            "step": self.step,
+            "model": self.model,
+            "optimizer": self.optimizer,
+            "loss_scale": self.loss_scale,
+            "nonfinite_steps": self.nonfinite_steps,
+            "train_seconds": self.train_seconds,
+            "cpu_seconds": self.cpu_seconds,
+            "lr_step_offset": self.lr_step_offset,
+        }
+        self.checkpoint = tf.train.Checkpoint(**self._checkpoint_slots)
         self.checkpoint_dir = os.path.join(self.model_dir, CHECKPOINT_SUBDIR)
         self.manager = KillSafeCheckpointManager(
             self.checkpoint, self.checkpoint_dir, max_to_keep=t.max_to_keep, step_counter=self.step
@@ -188,7 +191,7 @@ class Trainer:
             if removed:
                 logging.info("removed files of unfinished checkpoints: %s", removed)
         if latest:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            self._restore_checkpoint(latest)
             step = int(self.step.numpy())
             logging.info("resumed from %s at step %d", latest, step)
             if init_from:
@@ -223,6 +226,19 @@ class Trainer:
         except ValueError as e:
             raise ValueError(f"--init_from {init_from}: its model does not fit params.model: {e}") from e
         logging.info("initialised weights from %s", init_from)
+
+    def _restore_checkpoint(self, path: str) -> None:
+        """Restores every slot, except that a counter newer than the checkpoint keeps its start value.
+
+        Every variable the checkpoint holds must match; a slot of :data:`_SLOTS_ADDED_LATER`
+        that a checkpoint written before it existed lacks stays as initialised (0).
+        """
+        saved = {name.split("/", 1)[0] for name, _ in tf.train.list_variables(path)}
+        slots = {k: v for k, v in self._checkpoint_slots.items() if k in saved or k not in _SLOTS_ADDED_LATER}
+        missing = sorted(set(self._checkpoint_slots) - set(slots))
+        if missing:
+            logging.info("%s predates %s: they start at 0", path, ", ".join(missing))
+        tf.train.Checkpoint(**slots).restore(path).assert_existing_objects_matched()
 
     def continue_run_of(self, model_dir: str | os.PathLike) -> int:
         """Sets the step, clocks and learning-rate offset from a shipped model's training state."""
