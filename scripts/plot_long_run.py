@@ -1,7 +1,8 @@
 """The long run's curve: validation NLL and held-out STOI against training hours, into one PNG.
 
-    python scripts/plot_long_run.py /work/runs/long --out docs/long_run_curve.png \
-        --all62 6000=eval62_step6000/evaluation.json --all62 10000=eval62_step10000/evaluation.json
+    python scripts/plot_long_run.py /work/runs/long --out docs/long_run_curve.png --label "run 4" \
+        --all62 12000=eval62_step12000/evaluation.json --all62 14000=eval62_step14000/evaluation.json \
+        --earlier docs/long_run_points/run3.json --save_points docs/long_run_points/run4.json
 
 Reads ``RUN/metrics.csv`` (its ``valid`` rows: step, validation NLL, training hours) and
 ``RUN/heldout_curve.jsonl`` (``scripts/long_run.sh``: STOI on the first 12 held-out
@@ -68,16 +69,45 @@ def all62_points(specs: list[str], valid: dict[int, dict]) -> list[dict]:
     return sorted(points, key=lambda p: p["step"])
 
 
-def plot(valid: dict[int, dict], first12: list[dict], all62: list[dict], out: str, target_stoi: float) -> None:
-    """Left: validation NLL; right: STOI (first 12, all 62, Griffin-Lim, target); both against hours."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    left.plot([v["hours"] for v in valid.values()], [v["nll"] for v in valid.values()], "o-", ms=3)
-    left.set(xscale="log", xlabel="training hours (log)", ylabel="validation NLL", title="Validation NLL")
+def earlier_run(path: str) -> dict:
+    """A points file (this script's JSON summary): ``{"label", "validation", "first12", "all62"}``."""
+    with open(path) as f:
+        points = json.load(f)
+    missing = [k for k in ("validation", "first12", "all62") if k not in points]
+    if missing:
+        raise ValueError(f"--earlier {path}: no {', '.join(missing)} in it")
+    points.setdefault("label", os.path.splitext(os.path.basename(path))[0])
+    return points
+
+
+def _draw_run(left, right, summary: dict, earlier: bool) -> None:
+    """One run's NLL (left) and STOI curves (right); an earlier run in gray, thinner."""
+    style = {"color": "0.6", "lw": 1, "ms": 2} if earlier else {"ms": 3}
+    name = summary["label"]
+    valid = summary["validation"]
+    left.plot([v["hours"] for v in valid], [v["nll"] for v in valid], "o-", label=name, **style)
+    first12, all62 = summary["first12"], summary["all62"]
     if first12:
-        right.plot([p["train_hours"] for p in first12], [p["waveglow_stoi"] for p in first12], "o-", label="first 12")
-        right.axhline(first12[-1]["griffin_lim_stoi"], color="gray", ls=":", label="Griffin-Lim, first 12")
+        hours = [p["train_hours"] for p in first12]
+        right.plot(hours, [p["waveglow_stoi"] for p in first12], "o--", label=f"{name}, first 12", **style)
     if all62:
-        right.plot([p["hours"] for p in all62], [p["stoi"] for p in all62], "s-", label="all 62, denoiser 0.1")
+        hours = [p["hours"] for p in all62]
+        right.plot(hours, [p["stoi"] for p in all62], "s-", label=f"{name}, all 62, denoiser 0.1", **style)
+
+
+def plot(summary: dict, earlier: list[dict], griffin_lim_stoi: float | None, out: str, target_stoi: float) -> None:
+    """Left: validation NLL; right: STOI (first 12, all 62, Griffin-Lim, target); both against hours.
+
+    ``summary`` is this run's points (as printed), ``earlier`` those of earlier runs.
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for run in earlier:
+        _draw_run(left, right, run, earlier=True)
+    _draw_run(left, right, summary, earlier=False)
+    left.set(xscale="log", xlabel="training hours (log)", ylabel="validation NLL", title="Validation NLL")
+    left.legend(fontsize=8, loc="upper right")
+    if griffin_lim_stoi is not None:
+        right.axhline(griffin_lim_stoi, color="gray", ls=":", label="Griffin-Lim, first 12")
     right.axhline(target_stoi, color="red", ls="--", label=f"target {target_stoi:g}")
     right.set(xscale="log", xlabel="training hours (log)", ylabel="STOI", title="Held-out STOI")
     right.legend(fontsize=8, loc="lower right")
@@ -97,23 +127,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="docs/long_run_curve.png")
     parser.add_argument("--all62", action="append", default=[], metavar="STEP=PATH")
     parser.add_argument("--target_stoi", type=float, default=0.90)
+    parser.add_argument("--label", default="this run", help="the run's name in the legend and the points")
+    parser.add_argument("--earlier", action="append", default=[], metavar="POINTS_JSON")
+    parser.add_argument("--save_points", default="", metavar="POINTS_JSON")
     args = parser.parse_args(argv)
     try:
         valid = validation_rows(args.run_dir)
         first12 = heldout_curve(args.run_dir)
         all62 = all62_points(args.all62, valid)
+        earlier = [earlier_run(path) for path in args.earlier]
     except (OSError, ValueError, KeyError) as e:
         print(f"plot_long_run: {e}", file=sys.stderr)
         return 1
-    plot(valid, first12, all62, args.out, args.target_stoi)
     keys = ("step", "train_hours", "waveglow_stoi")
     summary = {
+        "label": args.label,
         "validation": [{"step": s, **v} for s, v in valid.items()],
         "first12": [{k: p[k] for k in keys} for p in first12],
         "all62": all62,
-        "out": args.out,
     }
-    print(json.dumps(summary))
+    griffin_lim_stoi = first12[-1]["griffin_lim_stoi"] if first12 else None
+    plot(summary, earlier, griffin_lim_stoi, args.out, args.target_stoi)
+    if args.save_points:
+        with open(args.save_points, "w") as f:
+            json.dump(summary, f, indent=1)
+    print(json.dumps({**summary, "out": args.out}))
     return 0
 
 

@@ -57,3 +57,39 @@ def test_a_step_without_validation_or_a_malformed_spec_is_a_clear_error(tmp_path
     result = run_script(str(run), "--out", str(tmp_path / "x.png"), "--all62", str(report))
     assert result.returncode == 1 and "expected STEP=PATH" in result.stderr
     assert not (tmp_path / "x.png").exists()
+
+
+def test_saved_points_of_an_earlier_run_are_drawn_beside_and_round_trip(tmp_path):
+    run, report = make_run(tmp_path)
+    saved = tmp_path / "run_a.json"
+    result = run_script(str(run), "--out", str(tmp_path / "a.png"), "--label", "run a", "--save_points", str(saved))
+    assert result.returncode == 0, result.stderr
+    points = json.loads(saved.read_text())
+    assert points["label"] == "run a"
+    assert points["validation"][-1] == {"step": 2000, "nll": -3.8, "hours": 1.1}
+    assert points["first12"] == [{"step": 2000, "train_hours": 1.1, "waveglow_stoi": 0.42}]
+
+    out = tmp_path / "b.png"
+    result = run_script(str(run), "--out", str(out), "--label", "run b", "--earlier", str(saved))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["label"] == "run b"
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_earlier_points_file_without_its_curves_is_a_clear_error(tmp_path):
+    run, _ = make_run(tmp_path)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"label": "x", "validation": []}))
+    result = run_script(str(run), "--out", str(tmp_path / "x.png"), "--earlier", str(bad))
+    assert result.returncode == 1 and "no first12, all62 in it" in result.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_the_committed_points_of_run_3_load_and_match_the_shipped_step():
+    points = json.loads(open(os.path.join(ROOT, "docs", "long_run_points", "run3.json")).read())
+    all62 = {p["step"]: p["stoi"] for p in points["all62"]}
+    nll = {p["step"]: p["nll"] for p in points["validation"]}
+    card = open(os.path.join(ROOT, "docs", "long_run.md")).read()
+    # the shipped step-10,000 model's figures, as the run's documentation gives them
+    assert all62[10000] == 0.720 and "| 10,000 | 5.53 | 57.3 dB | 0.720 |" in card
+    assert nll[10000] == -4.276
