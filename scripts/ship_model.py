@@ -19,7 +19,10 @@
 4. Writes ``MODEL_CARD.md``: data, licence, config, steps, training and validation
    NLL and hours from the run's ``metrics.csv``, the example scores, how to
    reproduce (one ``train.py`` call per stage of the run's ``params_changes.jsonl``:
-   config changes on resume are replayed at their steps). The evaluation section is
+   config changes on resume are replayed at their steps; a run carried on from a
+   shipped model, ``train.py --init_from --continue_run``, is reproduced through
+   that model: train to its step, ship it, carry it on). The hours are the run's
+   training clock, which goes on across resumes and ``--continue_run``. The evaluation section is
    taken from ``--evaluation_md`` (e.g. the ``evaluation.md`` written by
    ``evaluate.py``), else kept from the card being replaced, else left as a placeholder.
 """
@@ -119,11 +122,37 @@ def checkpoint_clocks(prefix: str) -> tuple[float, float]:
         raise ShipError(f"{prefix}: the checkpoint records no training clocks") from None
 
 
+def checkpoint_continued_from(prefix: str) -> int:
+    """The step at which the checkpoint's run carried on a shipped model's run (0: it did not).
+
+    That is the checkpoint's ``lr_step_offset`` (``train.py --init_from --continue_run``: the
+    step of the shipped model whose run goes on, where Adam restarted); a checkpoint written
+    before that slot existed is of a run that started afresh.
+    """
+    import tensorflow as tf
+
+    try:
+        return int(tf.train.load_variable(prefix, "lr_step_offset/.ATTRIBUTES/VARIABLE_VALUE"))
+    except (tf.errors.NotFoundError, ValueError):
+        return 0
+
+
 def training_record(run_dir: str, step: int) -> dict:
-    """Validation and training NLL and hours of training up to ``step``, from the run's ``metrics.csv``."""
+    """Validation and training NLL and hours of training up to ``step``, from the run's ``metrics.csv``.
+
+    The hours are the run's own training clock (the ``train_hours`` column, which goes on
+    across resumes and ``--continue_run``) at the last row up to ``step``; a ``metrics.csv``
+    written before that column existed gives them from its rows' wall times, stops left out.
+    """
     from plot_convergence import read_metrics, training_hours
 
     splits = read_metrics(run_dir)
+    clock = sorted(
+        (s, float(row["train_hours"]))
+        for rows in splits.values()
+        for s, _, row in rows
+        if s <= step and row.get("train_hours")
+    )
     hours = training_hours(splits)
     valid = [(s, float(row["loss/total"])) for s, _, row in splits["valid"] if s <= step]
     train = [(s, float(row["loss/total"])) for s, _, row in splits["train"] if s <= step]
@@ -137,7 +166,7 @@ def training_record(run_dir: str, step: int) -> dict:
         "valid_best": min(valid, key=lambda v: v[1]) if valid else None,
         "train_nll": sum(v for _, v in recent) / len(recent),
         "train_steps": (recent[0][0], recent[-1][0]),
-        "hours": hours[max(stamps)],
+        "hours": clock[-1][1] if clock else hours[max(stamps)],
     }
 
 
@@ -341,22 +370,53 @@ def precision(train) -> str:
     return f"{train.mixed_precision} mixed precision"
 
 
-def reproduce_commands(stages: list[dict], config_paths: list[str]) -> str:
-    """The shell commands of :func:`reproduce_stages`' runs, one ``train.py`` call each."""
-    data = (
-        "python train.py --filelist=corpus/train.txt --valid_filelist=corpus/valid.txt \\\n"
-        "    --wave_dir=corpus/audio --lc_dir=corpus/mels --model_dir=runs/ship"
-    )
+def reproduce_commands(stages: list[dict], config_paths: list[str], continued_from: int = 0) -> str:
+    """The shell commands of :func:`reproduce_stages`' runs, one ``train.py`` call each.
+
+    With ``continued_from`` (:func:`checkpoint_continued_from`), the run carried on from a
+    model shipped at that step: the commands first train a run to that step and ship it, then
+    train the run that carries it on (``--init_from --continue_run``) into ``runs/ship``.
+    """
+
+    def train(model_dir: str) -> str:
+        return (
+            "python train.py --filelist=corpus/train.txt --valid_filelist=corpus/valid.txt \\\n"
+            f"    --wave_dir=corpus/audio --lc_dir=corpus/mels --model_dir={model_dir}"
+        )
+
+    configs = "    " + " ".join(f"--params={path}" for path in config_paths)
     commands = []
+    if continued_from:
+        first, shipped = "runs/ship_first", f"runs/ship_step{continued_from}"
+        lines = [train(first), configs] + [f"    --params_override={entry}" for entry in stages[0]["overrides"]]
+        commands.append(" \\\n".join([*lines, f"    --steps={continued_from}"]))
+        commands.append(
+            f"python scripts/ship_model.py --run_dir={first} --checkpoint={first}/checkpoints/ckpt-{continued_from} "
+            f"\\\n    --output_dir={shipped} --samples_dir="
+        )
     for index, stage in enumerate(stages):
-        lines = [data]
+        lines = [train("runs/ship")]
         if index == 0:
-            lines.append("    " + " ".join(f"--params={path}" for path in config_paths))
+            lines.append(configs)
+            if continued_from:
+                lines.append(f"    --init_from=runs/ship_step{continued_from} --continue_run")
         lines += [f"    --params_override={entry}" for entry in stage["overrides"]]
         if stage["stop"] is not None:
             lines.append(f"    --steps={stage['stop']}")
         commands.append(" \\\n".join(lines))
     return "\n".join(commands)
+
+
+def continued_text(continued_from: int) -> str:
+    """The Training section's sentence on a run carried on from a shipped model (empty if not)."""
+    if not continued_from:
+        return ""
+    return (
+        f" The run carried on from its own weights shipped at step {continued_from} (float16; "
+        "`train.py --init_from --continue_run`): the step, data order, learning-rate schedule and "
+        f"training clock went on from there, and Adam's moments restarted at step {continued_from} "
+        "with a fresh warm-up."
+    )
 
 
 def model_card(
@@ -395,7 +455,10 @@ def model_card(
         examples = "Not run (`--samples_dir=''`)."
     train_from, train_to = record["train_steps"]
     changes = list(changes)
-    commands = reproduce_commands(reproduce_stages(params, info["steps"], config_paths, changes), config_paths)
+    continued_from = info.get("continued_from", 0)
+    stages = reproduce_stages(params, info["steps"], config_paths, changes)
+    commands = reproduce_commands(stages, config_paths, continued_from)
+    history = continued_text(continued_from) + changes_text(changes, info["steps"])
     configs = ", ".join(f"`{path}`" for path in config_paths)
     quality = "expect hiss and buzz, clearly worse than NVIDIA's published model"
     if summary is not None:
@@ -463,7 +526,7 @@ are trained on them and are distributed under the **GPL-2** as well. tfwaveglow'
 ## Training
 
 {configs} (trained longer): random {segment}-sample segments, batch {t.batch_size},
-Adam, {precision(t)}, {order} data order.{changes_text(changes, info["steps"])} From the shipped `params.yaml`:
+Adam, {precision(t)}, {order} data order.{history} From the shipped `params.yaml`:
 
 ```yaml
 {model_yaml}
@@ -547,6 +610,7 @@ def ship(
         "checkpoint_name": os.path.basename(prefix),
         "megabytes": size / 1e6,
         "steps": step,
+        "continued_from": checkpoint_continued_from(prefix),
         "parameters": tfwaveglow.count_parameters(full),
         "snr_example": examples[0],
         "snr_db": float16_snr_db(full, shipped, params, os.path.join(examples_dir, examples[0])),

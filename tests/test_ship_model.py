@@ -206,3 +206,44 @@ def test_a_run_that_changed_its_config_on_resume_is_reproduced_in_stages(tmp_pat
     text = script.changes_text(changes, 25000)
     assert "from step 21000: `train.batch_size` 4 → 8, `train.lr_decay_steps` 150000 → 85000" in text
     assert "0.0001" not in text
+
+
+def test_a_run_carried_on_from_a_shipped_model_is_reproduced_through_that_model(tmp_path):
+    """lr_step_offset 150: train to 150, ship, then --init_from that model --continue_run; hours from its clock."""
+    script = load_script()
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    # A carried-on run's metrics.csv starts at the step it carried on from; its train_hours column goes on
+    # from the shipped model's clock (5.5 h), which the rows' wall times alone cannot know.
+    (run / "metrics.csv").write_text(
+        "step,time,split,loss/total,train_hours,cpu_hours\n"
+        "200,1000.0,train,-4.0,5.6,9.0\n"
+        "200,1001.0,valid,-3.9,5.6,9.0\n"
+        "250,1100.0,train,-4.1,5.75,9.2\n"
+        "300,9000.0,train,-4.2,5.9,9.5\n"
+    )
+    record = script.training_record(str(run), 250)
+    assert record["hours"] == 5.75 and record["valid_nll"] == -3.9
+
+    offset, step = tf.Variable(150, dtype=tf.int64), tf.Variable(250, dtype=tf.int64)
+    prefix = tf.train.Checkpoint(step=step, lr_step_offset=offset).write(str(run / "checkpoints" / "ckpt-250"))
+    assert script.checkpoint_continued_from(prefix) == 150
+    fresh = tf.train.Checkpoint(step=step).write(str(tmp_path / "fresh" / "ckpt-250"))
+    assert script.checkpoint_continued_from(fresh) == 0
+
+    configs = ["configs/pilot_common.yaml", "configs/pilots/frame_g256_sep7x128.yaml"]
+    params = tfwaveglow.load_params([os.path.join(ROOT, path) for path in configs])
+    stages = script.reproduce_stages(params, 250, configs, [])
+    commands = script.reproduce_commands(stages, configs, continued_from=150).split("\npython ")
+    assert len(commands) == 3
+    assert commands[0].startswith("python train.py") and commands[1].startswith("scripts/ship_model.py")
+    assert commands[2].startswith("train.py")
+    first, ship, second = commands
+    assert "--model_dir=runs/ship_first" in first and first.rstrip().endswith("--steps=150")
+    assert "--checkpoint=runs/ship_first/checkpoints/ckpt-150" in ship and "--output_dir=runs/ship_step150" in ship
+    assert "--model_dir=runs/ship " in second and "--init_from=runs/ship_step150 --continue_run" in second
+    # Both runs train the same config to the same train.steps, so the schedule is the one run's.
+    assert re.findall(r"--params\S*", first) == re.findall(r"--params\S*", second)
+    assert "--params_override=train.steps=250" in second
+    assert "Adam's moments restarted at step 150" in script.continued_text(150)
+    assert script.continued_text(0) == "" and "init_from" not in script.reproduce_commands(stages, configs)
