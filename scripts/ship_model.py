@@ -96,30 +96,33 @@ def latest_checkpoint(run_dir: str) -> str:
     return prefix
 
 
-def checkpoint_step(prefix: str) -> int:
-    """The training step stored in a checkpoint (its ``step`` slot, else the ``-N`` of its name)."""
+def checkpoint_scalar(prefix: str, slot: str) -> float | None:
+    """The value of the scalar slot ``slot`` saved in the checkpoint ``prefix`` (None if it has none)."""
     import tensorflow as tf
 
     try:
-        return int(tf.train.load_variable(prefix, "step/.ATTRIBUTES/VARIABLE_VALUE"))
+        return float(tf.train.load_variable(prefix, f"{slot}/.ATTRIBUTES/VARIABLE_VALUE"))
     except (tf.errors.NotFoundError, ValueError):
-        match = re.search(r"-(\d+)$", prefix)
-        if match is None:
-            raise ShipError(f"{prefix}: the checkpoint records no step") from None
-        return int(match.group(1))
+        return None
+
+
+def checkpoint_step(prefix: str) -> int:
+    """The training step stored in a checkpoint (its ``step`` slot, else the ``-N`` of its name)."""
+    step = checkpoint_scalar(prefix, "step")
+    if step is not None:
+        return int(step)
+    match = re.search(r"-(\d+)$", prefix)
+    if match is None:
+        raise ShipError(f"{prefix}: the checkpoint records no step")
+    return int(match.group(1))
 
 
 def checkpoint_clocks(prefix: str) -> tuple[float, float]:
     """The run's training wall-clock and CPU seconds saved in the checkpoint ``prefix``."""
-    import tensorflow as tf
-
-    try:
-        return tuple(
-            float(tf.train.load_variable(prefix, f"{name}/.ATTRIBUTES/VARIABLE_VALUE"))
-            for name in ("train_seconds", "cpu_seconds")
-        )
-    except (tf.errors.NotFoundError, ValueError):
-        raise ShipError(f"{prefix}: the checkpoint records no training clocks") from None
+    clocks = tuple(checkpoint_scalar(prefix, slot) for slot in ("train_seconds", "cpu_seconds"))
+    if None in clocks:
+        raise ShipError(f"{prefix}: the checkpoint records no training clocks")
+    return clocks
 
 
 def checkpoint_continued_from(prefix: str) -> int:
@@ -129,12 +132,7 @@ def checkpoint_continued_from(prefix: str) -> int:
     step of the shipped model whose run goes on, where Adam restarted); a checkpoint written
     before that slot existed is of a run that started afresh.
     """
-    import tensorflow as tf
-
-    try:
-        return int(tf.train.load_variable(prefix, "lr_step_offset/.ATTRIBUTES/VARIABLE_VALUE"))
-    except (tf.errors.NotFoundError, ValueError):
-        return 0
+    return int(checkpoint_scalar(prefix, "lr_step_offset") or 0)
 
 
 def training_record(run_dir: str, step: int) -> dict:
@@ -147,13 +145,11 @@ def training_record(run_dir: str, step: int) -> dict:
     from plot_convergence import read_metrics, training_hours
 
     splits = read_metrics(run_dir)
-    clock = sorted(
-        (s, float(row["train_hours"]))
-        for rows in splits.values()
-        for s, _, row in rows
-        if s <= step and row.get("train_hours")
-    )
-    hours = training_hours(splits)
+    clock = max(
+        ((s, float(row["train_hours"])) for rows in splits.values() for s, _, row in rows
+         if s <= step and row.get("train_hours")),
+        default=None,
+    )  # fmt: skip
     valid = [(s, float(row["loss/total"])) for s, _, row in splits["valid"] if s <= step]
     train = [(s, float(row["loss/total"])) for s, _, row in splits["train"] if s <= step]
     stamps = [t for rows in splits.values() for s, t, _ in rows if s <= step]
@@ -166,7 +162,7 @@ def training_record(run_dir: str, step: int) -> dict:
         "valid_best": min(valid, key=lambda v: v[1]) if valid else None,
         "train_nll": sum(v for _, v in recent) / len(recent),
         "train_steps": (recent[0][0], recent[-1][0]),
-        "hours": clock[-1][1] if clock else hours[max(stamps)],
+        "hours": clock[1] if clock else training_hours(splits)[max(stamps)],
     }
 
 
