@@ -1,13 +1,15 @@
 """Objective copy-synthesis evaluation of a WaveGlow model against Griffin-Lim.
 
     python evaluate.py --reference_dir=DIR --model=MODEL_DIR [--output_dir=OUT] [--sigma=0.6] \\
-        [--denoiser_strength=0.0] [--seed=0] [--params=params.yaml] [--griffin_lim_iterations=60]
+        [--denoiser_strength=0.0] [--seed=0] [--params=params.yaml] [--griffin_lim_iterations=60] \\
+        [--nogriffin_lim]
 
 Resynthesises every ``.wav``/``.flac``/``.ogg`` under ``reference_dir`` from its mel with the
 model and with the Griffin-Lim baseline, and prints a markdown table of log-mel spectral
 distance, mel-cepstral distortion, wideband PESQ and STOI per file and on average. With
 ``--output_dir``: ``evaluation.json``, ``evaluation.md`` and the synthesised audio
-(``waveglow/``, ``griffin_lim/``) are written there. See docs/evaluation.md.
+(``waveglow/``, ``griffin_lim/``) are written there. ``--nogriffin_lim`` scores the model alone
+(the baseline's scores do not depend on it). See docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -42,6 +44,13 @@ flags.DEFINE_string(
     "params", None, "YAML params file to use instead of the params.yaml beside the model.", flag_values=FLAGS
 )
 flags.DEFINE_integer("griffin_lim_iterations", 60, "Iterations of the Griffin-Lim baseline.", flag_values=FLAGS)
+flags.DEFINE_bool(
+    "griffin_lim",
+    True,
+    "Also run and score the Griffin-Lim baseline (--nogriffin_lim leaves it out: its scores do not depend on "
+    "the model, so scoring many checkpoints on the same references needs it once).",
+    flag_values=FLAGS,
+)
 flags.DEFINE_bool("save_audio", True, "With --output_dir, also write the synthesised audio.", flag_values=FLAGS)
 flags.DEFINE_bool("progress", True, "Show a progress bar.", flag_values=FLAGS)
 flags.mark_flags_as_required(["reference_dir", "model"], flag_values=FLAGS)
@@ -66,6 +75,7 @@ def main(argv):
             save_audio=FLAGS.save_audio,
             model_path=FLAGS.model,
             progress=FLAGS.progress,
+            with_griffin_lim=FLAGS.griffin_lim,
         )
     print(evaluation.markdown_report(result))
     if result["num_failed"] == result["num_files"]:

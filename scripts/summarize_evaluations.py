@@ -5,7 +5,7 @@
 
 Each ``--evaluation`` is ``LABEL=PATH``, PATH an ``evaluation.json`` or the directory that
 holds it; the sets appear in the order given. For every set the table has one row per
-system (WaveGlow, Griffin-Lim) with the number of files evaluated, their seconds of audio,
+system (WaveGlow, and Griffin-Lim where the report ran it) with the number of files evaluated, their seconds of audio,
 and the mean log-mel distance, MCD, PESQ-WB and STOI as ``evaluate.py`` averaged them
 (means over the files where the metric could be computed; ``(n=k)`` marks a mean over
 fewer files than the set has). The table is printed and, with ``--output``, written there
@@ -79,7 +79,7 @@ def load_evaluation(path: str) -> dict:
     try:
         for key in ("num_files", "num_failed", "total_seconds_of_audio"):
             float(result[key])
-        for system, _ in SYSTEMS:
+        for system in report_systems(result):
             for name, _, _ in METRICS:
                 entry = result["average"][system][name]
                 int(entry["files"])
@@ -89,6 +89,12 @@ def load_evaluation(path: str) -> dict:
         raise SummaryError(f"{path}: not an evaluate.py report (missing or bad {e})") from None
     result["_path"] = path
     return result
+
+
+def report_systems(result: dict) -> list[str]:
+    """The systems a report scored, in table order (``evaluate.py --nogriffin_lim`` scores WaveGlow alone)."""
+    scored = result.get("systems", [system for system, _ in SYSTEMS])
+    return [system for system, _ in SYSTEMS if system in scored]
 
 
 def summarize(sets: list[tuple[str, dict]]) -> list[dict]:
@@ -104,7 +110,8 @@ def summarize(sets: list[tuple[str, dict]]) -> list[dict]:
     rows = []
     for label, result in sets:
         evaluated = int(result["num_files"]) - int(result["num_failed"])
-        for system, system_label in SYSTEMS:
+        for system in report_systems(result):
+            system_label = dict(SYSTEMS)[system]
             row = {"set": label, "system": system_label, "files": evaluated}
             row["seconds"] = float(result["total_seconds_of_audio"])
             for name, _, _ in METRICS:

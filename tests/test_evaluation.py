@@ -206,3 +206,27 @@ def test_denoiser_strength(model_dir, reference_dir):
     )
     assert denoised["griffin_lim"] == plain["griffin_lim"]
     assert denoised["waveglow"]["log_mel_distance"] != plain["waveglow"]["log_mel_distance"]
+
+
+def test_without_griffin_lim_the_model_scores_are_unchanged(cli_run, model_dir, reference_dir, tmp_path):
+    out = str(tmp_path / "alone")
+    stdout = io.StringIO()
+    argv = ["evaluate.py", f"--reference_dir={reference_dir}", f"--model={model_dir}", f"--output_dir={out}"]
+    with contextlib.redirect_stdout(stdout):
+        evaluate.main(argv + ["--noprogress", "--seed=7", "--nogriffin_lim"])
+    with open(os.path.join(out, "evaluation.json")) as f:
+        alone = json.load(f)
+    full = cli_run["result"]
+    assert full["systems"] == ["waveglow", "griffin_lim"]
+    assert alone["systems"] == ["waveglow"] and alone["griffin_lim_iterations"] is None
+    assert list(alone["average"]) == ["waveglow"] and alone["average"]["waveglow"] == full["average"]["waveglow"]
+    files, full_files = by_file(alone), by_file(full)
+    for name in GOOD + ["female/snippet.wav"]:
+        assert "griffin_lim" not in files[name] and files[name]["waveglow"] == full_files[name]["waveglow"]
+        assert all(not key.startswith("griffin_lim") for key in files[name].get("errors", {}))
+        assert list(files[name]["outputs"]) == ["waveglow"]
+    assert not os.path.exists(os.path.join(out, "griffin_lim"))
+    markdown = stdout.getvalue()
+    assert "Griffin-Lim not run" in markdown
+    header = next(line for line in markdown.splitlines() if line.startswith("| file |"))
+    assert header.count("|") == 2 + 1 + 4 and "Griffin-Lim" not in header

@@ -120,3 +120,13 @@ def test_command_line(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "| Italian, male | 1 | 2.0 | WaveGlow | 0.500 | 8.00 | 2.00 | 0.900 |\n" in done.stdout
     assert "|  |  |  | Griffin-Lim | 0.250 | 6.00 | 3.00 | 0.950 |\n" in done.stdout
+
+
+def test_report_without_griffin_lim(summarize, tmp_path):
+    # evaluate.py --nogriffin_lim: "systems" names WaveGlow alone and the averages hold only it.
+    report = _report(2, 0, 4.0, [(0.5, 2), (8.0, 2), (2.0, 2), (0.9, 2)], [(0.25, 2), (6.0, 2), (3.0, 2), (0.95, 2)])
+    del report["average"]["griffin_lim"]
+    report["systems"] = ["waveglow"]
+    path = _write(tmp_path, "alone", report)
+    table = summarize.markdown_table(summarize.summarize([("alone", summarize.load_evaluation(path))]))
+    assert table.splitlines()[2:] == ["| alone | 2 | 4.0 | WaveGlow | 0.500 | 8.00 | 2.00 | 0.900 |"]

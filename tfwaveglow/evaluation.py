@@ -10,7 +10,9 @@ twice:
   optionally followed by the bias denoiser;
 * ``griffin_lim``: the baseline of :mod:`tfwaveglow.griffin_lim` (pseudo-inverse
   mel to linear magnitude, 60 Griffin-Lim iterations, the same seed for its
-  random initial phase).
+  random initial phase). Its scores do not depend on the model, so a job that
+  scores many checkpoints of one model on the same references can leave it out
+  (``with_griffin_lim=False``) after the first.
 
 Both outputs are cut to the reference's length and rounded to 16-bit PCM (what
 the written ``.wav`` files hold), then scored against the reference with the
@@ -50,6 +52,7 @@ __all__ = [
     "denoise",
     "evaluate_directory",
     "evaluate_file",
+    "evaluated_systems",
     "load_model_and_params",
     "make_denoiser",
     "markdown_report",
@@ -208,6 +211,7 @@ def evaluate_file(
     griffin_lim_iterations: int = griffin_lim.DEFAULT_ITERATIONS,
     denoiser=None,
     denoiser_strength: float = 0.0,
+    with_griffin_lim: bool = True,
 ) -> tuple[dict, dict]:
     """Copy-synthesises and scores one reference file.
 
@@ -220,6 +224,7 @@ def evaluate_file(
       griffin_lim_iterations: Griffin-Lim iterations.
       denoiser: an optional ``tfwaveglow.denoiser.Denoiser`` for the WaveGlow output.
       denoiser_strength: its strength.
+      with_griffin_lim: also run and score the Griffin-Lim baseline.
 
     Returns:
       ``(entry, audio)``: the report entry (``seconds``, per-system metric values,
@@ -237,7 +242,7 @@ def evaluate_file(
     length = reference.shape[0]
     entry = {"seconds": length / float(audio_params.sampling_rate)}
     waves, timings = {}, {}
-    for system in SYSTEMS:
+    for system in evaluated_systems(with_griffin_lim):
         start = time.perf_counter()
         if system == "waveglow":
             wave = synthesize_waveglow(model, mel, sigma=sigma, seed=seed)
@@ -254,6 +259,11 @@ def evaluate_file(
     if errors:
         entry["errors"] = errors
     return entry, outputs
+
+
+def evaluated_systems(with_griffin_lim: bool = True) -> tuple[str, ...]:
+    """The systems a copy-synthesis job runs: WaveGlow, and Griffin-Lim unless it is left out."""
+    return SYSTEMS if with_griffin_lim else ("waveglow",)
 
 
 def average_metrics(values: list[dict], systems=SYSTEMS) -> dict:
@@ -350,6 +360,7 @@ def evaluate_directory(
     save_audio: bool = True,
     model_path: str | None = None,
     progress: bool = False,
+    with_griffin_lim: bool = True,
 ) -> dict:
     """Copy-synthesis evaluation of ``model`` on every audio file under ``reference_dir``.
 
@@ -368,9 +379,11 @@ def evaluate_directory(
       save_audio: write the synthesised audio into ``output_dir``.
       model_path: recorded in the report.
       progress: show a progress bar on stderr.
+      with_griffin_lim: also run the Griffin-Lim baseline; without it the report's
+        ``systems`` is ``["waveglow"]`` and ``griffin_lim_iterations`` is None.
 
     Returns:
-      The report dict (see ``docs/evaluation.md``): settings, ``files`` (one entry per
+      The report dict (see ``docs/evaluation.md``): settings, ``systems``, ``files`` (one entry per
       reference, with ``error`` for a file that could not be evaluated), ``average``
       ``{system: {metric: {"mean", "files"}}}``, ``num_files``, ``num_failed``.
 
@@ -406,6 +419,7 @@ def evaluate_directory(
                 griffin_lim_iterations=griffin_lim_iterations,
                 denoiser=denoiser,
                 denoiser_strength=strength,
+                with_griffin_lim=with_griffin_lim,
             )
         except ValueError as e:
             # AudioError (unreadable, empty, non-finite) and a clip too short for the front end.
@@ -424,6 +438,7 @@ def evaluate_directory(
         files.append(entry)
 
     evaluated = [f for f in files if "error" not in f]
+    systems = evaluated_systems(with_griffin_lim)
     result = {
         "reference_dir": os.fspath(reference_dir),
         "model": model_path,
@@ -431,7 +446,8 @@ def evaluate_directory(
         "sigma": sigma,
         "denoiser_strength": strength,
         "seed": int(seed),
-        "griffin_lim_iterations": int(griffin_lim_iterations),
+        "systems": list(systems),
+        "griffin_lim_iterations": int(griffin_lim_iterations) if with_griffin_lim else None,
         "metrics": {
             "log_mel_distance": "RMS over frames and mel bins of the natural-log mel difference (lower is better)",
             "mcd": f"mel-cepstral distortion in dB, DCT-II c1..c{metrics.MCD_ORDER} of the log-mel, no DTW "
@@ -445,7 +461,7 @@ def evaluate_directory(
         "total_seconds_of_audio": float(sum(f["seconds"] for f in evaluated)),
         "elapsed_seconds": time.perf_counter() - started,
         "files": files,
-        "average": average_metrics(evaluated),
+        "average": average_metrics(evaluated, systems),
     }
     if output_dir is not None:
         write_report(result, output_dir)
@@ -461,12 +477,16 @@ _DIGITS = {"log_mel_distance": 3, "mcd": 2, "pesq_wb": 2, "stoi": 3}
 
 def markdown_report(result: dict) -> str:
     """The report as markdown: settings, a table of per-file and mean scores, then every error."""
+    systems = tuple(result.get("systems", SYSTEMS))
+    if "griffin_lim" in systems:
+        baseline = f"Griffin-Lim: pseudo-inverse mel basis, {result['griffin_lim_iterations']} iterations"
+    else:
+        baseline = "Griffin-Lim not run"
     lines = [
         "# Copy-synthesis evaluation",
         "",
         f"Model `{result['model']}`, sigma {result['sigma']:g}, denoiser strength {result['denoiser_strength']:g}, "
-        f"seed {result['seed']}; Griffin-Lim: pseudo-inverse mel basis, {result['griffin_lim_iterations']} "
-        f"iterations. References: `{result['reference_dir']}`, {result['num_files']} files "
+        f"seed {result['seed']}; {baseline}. References: `{result['reference_dir']}`, {result['num_files']} files "
         f"({result['num_failed']} could not be evaluated), {result['total_seconds_of_audio']:.1f} s of audio "
         f"at {result['sampling_rate']} Hz.",
         "",
@@ -475,17 +495,17 @@ def markdown_report(result: dict) -> str:
     ]
     header = ["file", "seconds"]
     for name in METRICS:
-        header += [f"{METRIC_LABELS[name]} {SYSTEM_LABELS[system]}" for system in SYSTEMS]
+        header += [f"{METRIC_LABELS[name]} {SYSTEM_LABELS[system]}" for system in systems]
     lines += ["| " + " | ".join(header) + " |", "| " + " | ".join(["---"] + ["---:"] * (len(header) - 1)) + " |"]
     evaluated = [f for f in result["files"] if "error" not in f]
     for entry in evaluated:
         row = [f"`{entry['file']}`", f"{entry['seconds']:.2f}"]
         for name in METRICS:
-            row += [_format(entry[system][name], _DIGITS[name]) for system in SYSTEMS]
+            row += [_format(entry[system][name], _DIGITS[name]) for system in systems]
         lines.append("| " + " | ".join(row) + " |")
     mean_row = ["**mean**", f"{result['total_seconds_of_audio']:.2f}"]
     for name in METRICS:
-        for system in SYSTEMS:
+        for system in systems:
             average = result["average"][system][name]
             cell = f"**{_format(average['mean'], _DIGITS[name])}**"
             if average["files"] != len(evaluated):
