@@ -7,9 +7,8 @@ Each ``--evaluation`` is ``LABEL=PATH``, PATH an ``evaluation.json`` or the dire
 holds it; the sets appear in the order given. For every set the table has one row per
 system (WaveGlow, and Griffin-Lim where the report ran it) with the number of files
 evaluated, their seconds of audio, and the mean log-mel distance, MCD, PESQ-WB and STOI
-as ``evaluate.py`` averaged them
-(means over the files where the metric could be computed; ``(n=k)`` marks a mean over
-fewer files than the set has). The table is printed and, with ``--output``, written there
+as ``evaluate.py`` averaged them (means over the files where the metric could be computed;
+``(n=k)`` marks a mean over fewer files than the set has). The table is printed and, with ``--output``, written there
 with a JSON twin (``.json`` in place of ``.md``). See docs/evaluation.md.
 """
 
