@@ -8,8 +8,8 @@ holds it; the sets appear in the order given. For every set the table has one ro
 system (WaveGlow, and Griffin-Lim where the report ran it) with the number of files
 evaluated, their seconds of audio, and the mean log-mel distance, MCD, PESQ-WB and STOI
 as ``evaluate.py`` averaged them (means over the files where the metric could be computed;
-``(n=k)`` marks a mean over fewer files than the set has). The table is printed and, with ``--output``, written there
-with a JSON twin (``.json`` in place of ``.md``). See docs/evaluation.md.
+``(n=k)`` marks a mean over fewer files than the set has). The table is printed and, with
+``--output``, written there with a JSON twin (``.json`` in place of ``.md``). See docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def load_evaluation(path: str) -> dict:
     try:
         for key in ("num_files", "num_failed", "total_seconds_of_audio"):
             float(result[key])
-        for system in report_systems(result):
+        for system, _ in report_systems(result):
             for name, _, _ in METRICS:
                 entry = result["average"][system][name]
                 int(entry["files"])
@@ -91,10 +91,10 @@ def load_evaluation(path: str) -> dict:
     return result
 
 
-def report_systems(result: dict) -> list[str]:
-    """The systems a report scored, in table order (``evaluate.py --nogriffin_lim`` scores WaveGlow alone)."""
+def report_systems(result: dict) -> list[tuple[str, str]]:
+    """``(system, label)`` of each system a report scored, in table order (``--nogriffin_lim``: WaveGlow alone)."""
     scored = result.get("systems", [system for system, _ in SYSTEMS])
-    return [system for system, _ in SYSTEMS if system in scored]
+    return [(system, label) for system, label in SYSTEMS if system in scored]
 
 
 def summarize(sets: list[tuple[str, dict]]) -> list[dict]:
@@ -110,8 +110,7 @@ def summarize(sets: list[tuple[str, dict]]) -> list[dict]:
     rows = []
     for label, result in sets:
         evaluated = int(result["num_files"]) - int(result["num_failed"])
-        for system in report_systems(result):
-            system_label = dict(SYSTEMS)[system]
+        for system, system_label in report_systems(result):
             row = {"set": label, "system": system_label, "files": evaluated}
             row["seconds"] = float(result["total_seconds_of_audio"])
             for name, _, _ in METRICS:
