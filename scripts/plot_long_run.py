@@ -9,13 +9,17 @@ Reads ``RUN/metrics.csv`` (its ``valid`` rows: step, validation NLL, training ho
 utterances, Griffin-Lim's beside). Each ``--all62 STEP=PATH`` adds the WaveGlow STOI of an
 ``evaluate.py`` report on all 62 held-out utterances at that step, placed at the training
 hours ``metrics.csv`` records for the step. Hours are on a log axis, so equal distances are
-equal ratios of steps (the gain per doubling is the slope). Prints the plotted points as JSON.
+equal ratios of steps (the gain per doubling is the slope). Prints the plotted points as JSON,
+with ``all62_gain_per_doubling``: at each all-62 step N with a full doubling of scored steps
+behind it, the least-squares slope of STOI against log2(step) over the steps N/2 to N (the
+measure of the run's ending rule, "less than 0.01 STOI per doubling of steps").
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 
@@ -69,6 +73,32 @@ def all62_points(specs: list[str], valid: dict[int, dict]) -> list[dict]:
     return sorted(points, key=lambda p: p["step"])
 
 
+def gain_per_doubling(all62: list[dict], min_points: int = 3) -> list[dict]:
+    """``[{"step", "gain", "points"}]``: STOI gained per doubling of steps over the last doubling.
+
+    For each point N of ``all62`` (``[{"step", "stoi", ...}]``, by step) whose first point is at
+    step N/2 or earlier, ``gain`` is the least-squares slope of ``stoi`` against ``log2(step)``
+    over the ``points`` steps from N/2 to N (at least ``min_points`` of them; fewer give no entry).
+    """
+    if not all62:
+        return []
+    first = all62[0]["step"]
+    gains = []
+    for point in all62:
+        end = point["step"]
+        if 2 * first > end:
+            continue
+        window = [p for p in all62 if 2 * p["step"] >= end and p["step"] <= end]
+        if len(window) < min_points:
+            continue
+        xs = [math.log2(p["step"]) for p in window]
+        ys = [p["stoi"] for p in window]
+        x_mean, y_mean = sum(xs) / len(xs), sum(ys) / len(ys)
+        slope = sum((x - x_mean) * (y - y_mean) for x, y in zip(xs, ys)) / sum((x - x_mean) ** 2 for x in xs)
+        gains.append({"step": end, "gain": slope, "points": len(window)})
+    return gains
+
+
 def earlier_run(path: str) -> dict:
     """A points file (this script's JSON summary): ``{"label", "validation", "first12", "all62"}``."""
     with open(path) as f:
@@ -92,7 +122,11 @@ def _draw_run(left, right, summary: dict, earlier: bool) -> None:
         right.plot(hours, [p["waveglow_stoi"] for p in first12], "o--", label=f"{name}, first 12", **style)
     if all62:
         hours = [p["hours"] for p in all62]
-        right.plot(hours, [p["stoi"] for p in all62], "s-", label=f"{name}, all 62, denoiser 0.1", **style)
+        label = f"{name}, all 62, denoiser 0.1"
+        gains = summary.get("all62_gain_per_doubling")
+        if gains:
+            label += f" ({gains[-1]['gain']:+.3f} per doubling, last doubling)"
+        right.plot(hours, [p["stoi"] for p in all62], "s-", label=label, **style)
 
 
 def plot(summary: dict, earlier: list[dict], griffin_lim_stoi: float | None, out: str, target_stoi: float) -> None:
@@ -145,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         "validation": [{"step": s, **v} for s, v in valid.items()],
         "first12": [{k: p[k] for k in keys} for p in first12],
         "all62": all62,
+        "all62_gain_per_doubling": gain_per_doubling(all62),
     }
     griffin_lim_stoi = first12[-1]["griffin_lim_stoi"] if first12 else None
     plot(summary, earlier, griffin_lim_stoi, args.out, args.target_stoi)

@@ -93,3 +93,44 @@ def test_the_committed_points_of_run_3_load_and_match_the_shipped_step():
     # the shipped step-10,000 model's figures, as the run's documentation gives them
     assert all62[10000] == 0.720 and "| 10,000 | 5.53 | 57.3 dB | 0.720 |" in card
     assert nll[10000] == -4.276
+
+
+def _gains_by_subprocess(tmp_path, stoi_at):
+    """Runs the script on a run whose all-62 reports give ``stoi_at[step]``; returns its gains."""
+    run = tmp_path / "run"
+    run.mkdir()
+    with open(run / "metrics.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(HEADER)
+        writer.writerows([[step, 1.0, "valid", -4.0, step / 1000, step / 500] for step in stoi_at])
+    specs = []
+    for step, stoi in stoi_at.items():
+        report = tmp_path / f"eval_{step}.json"
+        report.write_text(json.dumps({"average": {"waveglow": {"stoi": {"mean": stoi}}}}))
+        specs += ["--all62", f"{step}={report}"]
+    result = run_script(str(run), "--out", str(tmp_path / "c.png"), *specs)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["all62_gain_per_doubling"]
+
+
+def test_gain_per_doubling_is_the_slope_over_the_last_doubling(tmp_path):
+    import numpy as np
+
+    steps = [10000, 12000, 14000, 16000, 20000, 24000, 28000, 32000]
+    # 0.03 STOI per doubling up to step 16,000, then 0.01: a closed-form curve in log2(step)
+    stoi = {s: 0.7 + 0.03 * min(np.log2(s / 10000), np.log2(1.6)) + 0.01 * max(np.log2(s / 16000), 0.0) for s in steps}
+    gains = {g["step"]: g for g in _gains_by_subprocess(tmp_path, stoi)}
+    # only the steps with a full doubling of scored steps behind them (the first is 10,000)
+    assert sorted(gains) == [20000, 24000, 28000, 32000]
+    # 16,000 to 32,000 lies on the second line: its slope is exactly 0.01
+    assert gains[32000]["points"] == 5 and abs(gains[32000]["gain"] - 0.01) < 1e-9
+    # a window across the bend: NumPy's least-squares line over the same points
+    window = [s for s in steps if 12000 <= s <= 24000]
+    expected = np.polyfit(np.log2(window), [stoi[s] for s in window], 1)[0]
+    assert gains[24000]["points"] == len(window) and abs(gains[24000]["gain"] - expected) < 1e-9
+    assert 0.01 < gains[24000]["gain"] < 0.03
+
+
+def test_gain_per_doubling_needs_three_points_in_the_window(tmp_path):
+    gains = _gains_by_subprocess(tmp_path, {10000: 0.70, 20000: 0.73, 40000: 0.75})
+    assert gains == []  # each doubling holds only two scored steps
