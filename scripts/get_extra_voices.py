@@ -174,8 +174,9 @@ def select(stamps_dir: str, wavs_dir: str) -> dict:
     """Checks every description under ``stamps_dir`` and writes the kept ones to ``wavs_dir``; the report."""
     import soundfile as sf
 
-    kept: dict[str, list] = {}
+    kept: dict[str, list] = {}  # language -> [(seconds, source)]; the audio goes straight to disk
     dropped = []
+    partial = {}  # language -> the folder its files are written into until the language is complete
     seen: dict[tuple[str, str], str] = {}
     for path, lang, name in descriptions(stamps_dir):
         source = os.path.relpath(path, stamps_dir)
@@ -191,16 +192,20 @@ def select(stamps_dir: str, wavs_dir: str) -> dict:
             if key in seen:
                 raise Rejected("duplicate", f"the same samples as {seen[key]}")
             seen[key] = source
-            audio = pcm16(high_pass(mono, rate))
         except Rejected as reason:
             dropped.append({"file": source, "language": lang, "check": reason.kind, "reason": str(reason)})
             continue
-        kept.setdefault(lang, []).append((name, audio, rate, source))
+        if lang not in partial:
+            partial[lang] = os.path.join(wavs_dir, f"tuxpaint_{lang}.partial")
+            shutil.rmtree(partial[lang], ignore_errors=True)
+            os.makedirs(partial[lang])
+        sf.write(os.path.join(partial[lang], name + ".wav"), pcm16(high_pass(mono, rate)), rate, subtype="PCM_16")
+        kept.setdefault(lang, []).append((len(mono) / rate, source))
 
     languages = {}
     for lang in sorted({d["language"] for d in dropped} | set(kept)):
         files = kept.get(lang, [])
-        seconds = sum(len(audio) / rate for _, audio, rate, _ in files)
+        seconds = sum(duration for duration, _ in files)
         reasons: dict[str, int] = {}
         for d in dropped:
             if d["language"] == lang:
@@ -213,13 +218,12 @@ def select(stamps_dir: str, wavs_dir: str) -> dict:
             "written": written,
             "speaker_folder": f"tuxpaint_{lang}" if written else None,
         }
-        if not written:
-            continue
         folder = os.path.join(wavs_dir, f"tuxpaint_{lang}")
-        shutil.rmtree(folder, ignore_errors=True)
-        os.makedirs(folder)
-        for name, audio, rate, _ in files:
-            sf.write(os.path.join(folder, name + ".wav"), audio, rate, subtype="PCM_16")
+        shutil.rmtree(folder, ignore_errors=True)  # an earlier run's, or one that no longer qualifies
+        if written:
+            os.replace(partial[lang], folder)
+        elif lang in partial:
+            shutil.rmtree(partial[lang])
     return {"package": PACKAGE, "languages": languages, "dropped": dropped}
 
 

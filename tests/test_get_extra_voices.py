@@ -127,12 +127,17 @@ def test_selection_end_to_end(tmp_path, monkeypatch):
     assert os.path.realpath(all_wavs / "female") == os.path.realpath(corpus / "wavs" / "female")
 
 
-def test_too_little_audio_leaves_a_language_out(tmp_path):
+def test_too_little_audio_leaves_a_language_out(tmp_path, monkeypatch):
     tree, _ = make_package(tmp_path)
     dest = tmp_path / "voices"
-    assert voices.main(["x", f"--dest={dest}", f"--package_dir={tree}"]) == 1  # under two minutes: none written
+    monkeypatch.setattr(voices, "MIN_LANGUAGE_SECONDS", 1.0)
+    assert voices.main(["x", f"--dest={dest}", f"--package_dir={tree}"]) == 0
+    assert (dest / "wavs" / "tuxpaint_fr").is_dir()
+    monkeypatch.undo()  # the real floor, two minutes: no language qualifies, and the earlier folders go
+    assert voices.main(["x", f"--dest={dest}", f"--package_dir={tree}"]) == 1
     report = json.loads((dest / voices.REPORT_NAME).read_text())
-    assert not report["languages"]["fr"]["written"] and not (dest / "wavs" / "tuxpaint_fr").exists()
+    assert not report["languages"]["fr"]["written"] and report["languages"]["fr"]["kept_files"] == 2
+    assert os.listdir(dest / "wavs") == []
 
 
 def test_not_a_package_is_a_clear_error(tmp_path):
