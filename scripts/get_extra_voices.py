@@ -161,7 +161,12 @@ def fetch_package(download_dir: str) -> str:
     os.makedirs(download_dir, exist_ok=True)
     debs = glob.glob(os.path.join(download_dir, f"{PACKAGE}_*.deb"))
     if not debs:
-        subprocess.run(["apt-get", "download", PACKAGE], cwd=download_dir, check=True)
+        if subprocess.run(["apt-get", "download", PACKAGE], cwd=download_dir).returncode != 0:
+            # A fresh machine may have no package lists yet: refresh them (as root) and try once more.
+            if os.geteuid() != 0:
+                raise RuntimeError(f"apt-get download {PACKAGE} failed; run apt-get update as root first")
+            subprocess.run(["apt-get", "update", "-q"], check=True)
+            subprocess.run(["apt-get", "download", PACKAGE], cwd=download_dir, check=True)
         debs = glob.glob(os.path.join(download_dir, f"{PACKAGE}_*.deb"))
     partial = tree + ".partial"
     shutil.rmtree(partial, ignore_errors=True)
