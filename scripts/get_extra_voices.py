@@ -38,6 +38,7 @@ are skipped when done, and the wavs are rewritten.
 
 from __future__ import annotations
 
+import collections
 import glob
 import hashlib
 import json
@@ -48,6 +49,11 @@ import subprocess
 import sys
 
 import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from tfwaveglow import audio as audio_lib  # noqa: E402
 
 PACKAGE = "tuxpaint-stamps-default"
 STAMPS_SUBDIR = os.path.join("usr", "share", "tuxpaint", "stamps")
@@ -132,11 +138,6 @@ def high_pass(mono: np.ndarray, rate: int) -> np.ndarray:
     return signal.sosfiltfilt(sos, mono.astype(np.float64)).astype(np.float32)
 
 
-def pcm16(mono: np.ndarray) -> np.ndarray:
-    """``mono`` (float, [-1, 1]) as int16, rounded and limited to the int16 range."""
-    return np.clip(np.round(mono * 32768.0), -32768, 32767).astype(np.int16)
-
-
 def descriptions(stamps_dir: str) -> list[tuple[str, str, str]]:
     """``(path, language, output name)`` of every spoken description under ``stamps_dir``, sorted by path.
 
@@ -179,7 +180,7 @@ def select(stamps_dir: str, wavs_dir: str) -> dict:
     """Checks every description under ``stamps_dir`` and writes the kept ones to ``wavs_dir``; the report."""
     import soundfile as sf
 
-    kept: dict[str, list] = {}  # language -> [(seconds, source)]; the audio goes straight to disk
+    kept: dict[str, list[float]] = {}  # language -> seconds of each kept file; the audio goes straight to disk
     dropped = []
     partial = {}  # language -> the folder its files are written into until the language is complete
     seen: dict[tuple[str, str], str] = {}
@@ -193,7 +194,7 @@ def select(stamps_dir: str, wavs_dir: str) -> dict:
             if samples.size == 0 or not np.all(np.isfinite(samples)):
                 raise Rejected("unreadable", "no samples" if samples.size == 0 else "NaN or Inf samples")
             mono = check(samples, rate)
-            key = (lang, hashlib.sha256(pcm16(mono).tobytes()).hexdigest())
+            key = (lang, hashlib.sha256(audio_lib.quantize_int16(mono).tobytes()).hexdigest())
             if key in seen:
                 raise Rejected("duplicate", f"the same samples as {seen[key]}")
             seen[key] = source
@@ -204,22 +205,21 @@ def select(stamps_dir: str, wavs_dir: str) -> dict:
             partial[lang] = os.path.join(wavs_dir, f"tuxpaint_{lang}.partial")
             shutil.rmtree(partial[lang], ignore_errors=True)
             os.makedirs(partial[lang])
-        sf.write(os.path.join(partial[lang], name + ".wav"), pcm16(high_pass(mono, rate)), rate, subtype="PCM_16")
-        kept.setdefault(lang, []).append((len(mono) / rate, source))
+        audio_lib.save_wav(os.path.join(partial[lang], name + ".wav"), high_pass(mono, rate), rate)
+        kept.setdefault(lang, []).append(len(mono) / rate)
 
+    reasons = collections.defaultdict(collections.Counter)  # language -> check -> files dropped by it
+    for d in dropped:
+        reasons[d["language"]][d["check"]] += 1
     languages = {}
-    for lang in sorted({d["language"] for d in dropped} | set(kept)):
+    for lang in sorted(set(reasons) | set(kept)):
         files = kept.get(lang, [])
-        seconds = sum(duration for duration, _ in files)
-        reasons: dict[str, int] = {}
-        for d in dropped:
-            if d["language"] == lang:
-                reasons[d["check"]] = reasons.get(d["check"], 0) + 1
+        seconds = sum(files)
         written = bool(files) and seconds >= MIN_LANGUAGE_SECONDS
         languages[lang] = {
             "kept_files": len(files),
             "kept_seconds": round(seconds, 2),
-            "dropped": reasons,
+            "dropped": dict(reasons[lang]),
             "written": written,
             "speaker_folder": f"tuxpaint_{lang}" if written else None,
         }
