@@ -178,8 +178,6 @@ def fetch_package(download_dir: str) -> str:
 
 def select(stamps_dir: str, wavs_dir: str) -> dict:
     """Checks every description under ``stamps_dir`` and writes the kept ones to ``wavs_dir``; the report."""
-    import soundfile as sf
-
     kept: dict[str, list[float]] = {}  # language -> seconds of each kept file; the audio goes straight to disk
     dropped = []
     partial = {}  # language -> the folder its files are written into until the language is complete
@@ -188,11 +186,9 @@ def select(stamps_dir: str, wavs_dir: str) -> dict:
         source = os.path.relpath(path, stamps_dir)
         try:
             try:
-                samples, rate = sf.read(path, dtype="float32", always_2d=True)
-            except (RuntimeError, OSError) as error:
+                samples, rate = audio_lib.read_audio(path)
+            except audio_lib.AudioError as error:
                 raise Rejected("unreadable", str(error)) from None
-            if samples.size == 0 or not np.all(np.isfinite(samples)):
-                raise Rejected("unreadable", "no samples" if samples.size == 0 else "NaN or Inf samples")
             mono = check(samples, rate)
             key = (lang, hashlib.sha256(audio_lib.quantize_int16(mono).tobytes()).hexdigest())
             if key in seen:

@@ -123,6 +123,22 @@ def test_load_audio_keeps_int16_scale_and_mixes_stereo(tmp_path):
     np.testing.assert_allclose(audio.load_audio(stereo_path, 22050), expected, atol=1e-7)
 
 
+def test_read_audio_keeps_channels_rate_and_int16_scale(tmp_path):
+    rng = np.random.default_rng(1)
+    stereo = rng.integers(-32768, 32768, (3000, 2)).astype(np.int16)
+    path = str(tmp_path / "stereo.wav")
+    soundfile.write(path, stereo, 44100, subtype="PCM_16")
+    data, rate = audio.read_audio(path)
+    assert rate == 44100 and data.dtype == np.float64 and data.shape == (3000, 2)
+    np.testing.assert_array_equal(data, stereo.astype(np.float64) / 32768.0)
+    nan = tmp_path / "nan.wav"
+    soundfile.write(str(nan), np.array([0.0, np.nan, 0.0], np.float32), 22050, subtype="FLOAT")
+    for bad, reason in [(nan, "1 non-finite"), (tmp_path / "missing.wav", "not found")]:
+        with pytest.raises(audio.AudioError, match=reason) as err:
+            audio.read_audio(bad)
+        assert str(bad) in str(err.value)
+
+
 @pytest.mark.parametrize("source_rate", [44100, 48000, 16000])
 def test_resampling_is_band_limited(tmp_path, source_rate):
     # A 1 kHz tone, plus (for the higher rates) a 15 kHz tone above the target's 11.025 kHz Nyquist.

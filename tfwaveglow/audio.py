@@ -38,6 +38,7 @@ __all__ = [
     "mel_spectrogram_tf",
     "num_frames",
     "quantize_int16",
+    "read_audio",
     "resample",
     "save_wav",
 ]
@@ -64,23 +65,19 @@ def num_frames(num_samples: int, hop_length: int) -> int:
     return 1 + int(num_samples) // int(hop_length)
 
 
-def load_audio(path: str | os.PathLike, sampling_rate: int) -> np.ndarray:
-    """Reads an audio file as mono float32 at ``sampling_rate``.
+def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Reads an audio file as it is stored: every channel, the file's own rate.
 
-    Any format libsndfile reads (wav, flac, ogg, ...). Channels are averaged;
-    other rates are resampled with soxr (very high quality, band-limited).
-    Integer PCM keeps NVIDIA's scale (int16 / 32768).
+    Any format libsndfile reads; integer PCM keeps NVIDIA's scale (int16 / 32768).
 
     Args:
       path: the file.
-      sampling_rate: the rate of the returned audio in Hz.
 
     Returns:
-      float32 array ``[samples]`` with values in ``[-1, 1]``.
+      ``(samples, rate)``: float64 array ``[samples, channels]`` and the file's rate in Hz.
 
     Raises:
-      AudioError: missing, unreadable or empty file, non-finite samples, or float
-        samples far outside ``[-1, 1]``.
+      AudioError: missing, unreadable or empty file, or non-finite samples.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -95,12 +92,35 @@ def load_audio(path: str | os.PathLike, sampling_rate: int) -> np.ndarray:
     if not np.all(np.isfinite(data)):
         bad = int(np.count_nonzero(~np.isfinite(data)))
         raise AudioError(f"{path}: {bad} non-finite (NaN or Inf) samples")
+    return data, int(file_rate)
+
+
+def load_audio(path: str | os.PathLike, sampling_rate: int) -> np.ndarray:
+    """Reads an audio file as mono float32 at ``sampling_rate``.
+
+    Any format libsndfile reads (wav, flac, ogg, ...), through :func:`read_audio`. Channels are
+    averaged; other rates are resampled with soxr (very high quality, band-limited).
+    Integer PCM keeps NVIDIA's scale (int16 / 32768).
+
+    Args:
+      path: the file.
+      sampling_rate: the rate of the returned audio in Hz.
+
+    Returns:
+      float32 array ``[samples]`` with values in ``[-1, 1]``.
+
+    Raises:
+      AudioError: missing, unreadable or empty file, non-finite samples, or float
+        samples far outside ``[-1, 1]``.
+    """
+    path = os.fspath(path)
+    data, file_rate = read_audio(path)
     audio = data.mean(axis=1)
     peak = float(np.max(np.abs(audio)))
     if peak > _MAX_PEAK:
         raise AudioError(f"{path}: samples reach {peak:.4g}, the audio is not at [-1, 1] full scale")
-    if int(file_rate) != int(sampling_rate):
-        audio = resample(audio, int(file_rate), int(sampling_rate))
+    if file_rate != int(sampling_rate):
+        audio = resample(audio, file_rate, int(sampling_rate))
         if audio.shape[0] == 0:
             raise AudioError(f"{path}: no samples left after resampling {file_rate} Hz to {sampling_rate} Hz")
     return np.clip(audio, -1.0, 1.0).astype(np.float32)
