@@ -8,9 +8,10 @@ TF_CONFIG=... python tests/distributed_worker.py multi_worker OUT_DIR CORPUS_DIR
     (configs/tiny.yaml, global batch 4) 4 steps on the preprocessed corpus in
     CORPUS_DIR (train.txt, audio/, mels/) into OUT_DIR/run_multi_worker, reading
     only its share of each global batch with training.training_dataset, and
-    writes weights_worker<index>.npz and reads_worker<index>.json (the
-    utterances it read); worker 0 then trains the same steps on one device from
-    the same files and writes weights_single.npz.
+    writes weights_worker<index>.npz, kept_worker<index>.json (the stream
+    indices of the examples its pipeline kept) and reads_worker<index>.json
+    (the segments it read from the files); worker 0 then trains the same steps
+    on one device from the same files and writes weights_single.npz.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ def main(mode: str, out_dir: str, corpus_dir: str | None = None) -> None:
     def dataset_fn(step, context):
         return training.training_dataset(params, *corpus_files, step, context)
 
+    kept = record_kept_indices()
     reads = record_reads()
     trainer = training.Trainer(params, os.path.join(out_dir, "run_multi_worker"), strategy=strategy)
     trainer.restore()
@@ -78,6 +80,8 @@ def main(mode: str, out_dir: str, corpus_dir: str | None = None) -> None:
     np.savez(os.path.join(out_dir, f"weights_worker{index}.npz"), **weights(trainer.model))
     with open(os.path.join(out_dir, f"reads_worker{index}.json"), "w", encoding="utf-8") as f:
         json.dump(sorted(reads), f)
+    with open(os.path.join(out_dir, f"kept_worker{index}.json"), "w", encoding="utf-8") as f:
+        json.dump(sorted(kept), f)
     if index == 0:
         single = training.Trainer(params, os.path.join(out_dir, "run_single"), strategy=tf.distribute.get_strategy())
         single.restore()
@@ -96,6 +100,34 @@ def corpus_training(corpus_dir: str, root: str):
     )
     ids = data.read_filelist(os.path.join(corpus_dir, "train.txt"))
     return params, (ids, os.path.join(corpus_dir, "audio"), os.path.join(corpus_dir, "mels"))
+
+
+def record_kept_indices() -> list:
+    """Records the stream index of every example an input pipeline keeps from now on.
+
+    The index is what identifies an example (its utterance and segment start
+    derive from it); two examples may read the same segment by chance.
+    """
+    from tfwaveglow import data
+
+    kept, original = [], data.pipeline_share
+
+    def share(batch_size, input_context):
+        keep, per_replica = original(batch_size, input_context)
+
+        def note(index, is_kept):
+            if is_kept:
+                kept.append(int(index))
+            return is_kept
+
+        def recording_keep(index):
+            is_kept = tf.numpy_function(note, [index, keep(index)], tf.bool, stateful=True)
+            return tf.reshape(is_kept, [])
+
+        return recording_keep, per_replica
+
+    data.pipeline_share = share
+    return kept
 
 
 def record_reads() -> list:
