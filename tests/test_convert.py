@@ -99,6 +99,7 @@ def test_pickled_model_report_params_and_metadata(reference, tmp_path):
         "upsampler": "transposed_conv",
         "frame_context": 1,
         "wn": {"n_layers": 2, "n_channels": 8, "kernel_size": 3, "dilated_conv": "time_to_batch", "separable": False},
+        "postfilter": {"n_layers": 0, "n_channels": 64, "kernel_size": 3},
     }
 
 

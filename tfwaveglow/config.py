@@ -31,8 +31,12 @@ __all__ = [
     "ConfigError",
     "DataParams",
     "ExportParams",
+    "AdversarialParams",
+    "LossWeights",
     "ModelParams",
     "Params",
+    "PostFilterParams",
+    "SpectralParams",
     "TrainParams",
     "WNParams",
     "load_params",
@@ -42,6 +46,8 @@ __all__ = [
 
 DILATED_CONV_CHOICES = ("time_to_batch", "shifted_matmul", "phase_conv2d", "native")
 LR_SCHEDULE_CHOICES = ("constant", "exponential", "cosine")
+# What a learning-rate decay counts: training steps, or the share of train.cpu_seconds_budget spent.
+LR_DECAY_OVER_CHOICES = ("steps", "cpu_budget")
 UPSAMPLER_CHOICES = ("transposed_conv", "repeat")
 MIXED_PRECISION_DTYPES = ("float16", "bfloat16")
 
@@ -82,6 +88,18 @@ class WNParams:
 
 
 @dataclasses.dataclass(frozen=True)
+class PostFilterParams:
+    """An optional non-causal WN on the flow's output waveform (WG-WaveNet's post-filter).
+
+    ``n_layers`` 0 (the default) means no post-filter: the flow's output is the model's.
+    """
+
+    n_layers: int = 0
+    n_channels: int = 64
+    kernel_size: int = 3
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelParams:
     """WaveGlow architecture (NVIDIA ``waveglow_config``)."""
 
@@ -97,6 +115,7 @@ class ModelParams:
     upsampler: str = "transposed_conv"
     frame_context: int = 1
     wn: WNParams = dataclasses.field(default_factory=WNParams)
+    postfilter: PostFilterParams = dataclasses.field(default_factory=PostFilterParams)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +171,91 @@ class TrainParams:
     audio_summary_every: int = 10000
     valid_filelist: str = ""  # utterance ids for validation NLL and audio; "" = no validation
     valid_max_clips: int = 0  # validate on the first N ids of valid_filelist; 0 = all
+    # The decay of lr_schedule counts training steps (lr_decay_steps), or with "cpu_budget" the
+    # share of cpu_seconds_budget spent (the whole decay over the budget; lr_decay_steps unused).
+    lr_decay_over: str = "steps"
+    # Reduce-on-plateau: after lr_plateau_patience validations in a row whose score (lr_plateau_metric
+    # of the validation, lower is better) did not beat the best by lr_plateau_min_delta, the rate
+    # of every optimizer is multiplied by lr_plateau_factor; patience 0 turns it off.
+    lr_plateau_patience: int = 0
+    lr_plateau_factor: float = 0.5
+    lr_plateau_min_delta: float = 0.0
+    lr_plateau_metric: str = "loss/total"
+    # Divergence guard (0 = off): a step whose total loss rises more than guard_factor running
+    # deviations above its running mean, or whose gradient norm exceeds guard_factor times its
+    # running mean, is skipped like a non-finite one; guard_max_skips skipped steps in a row roll
+    # the whole state back to the last good checkpoint and multiply the learning rates by
+    # guard_lr_factor. The running levels follow finite steps with weight guard_decay and start
+    # judging after guard_warmup_steps of them.
+    guard_factor: float = 0.0
+    guard_decay: float = 0.99
+    guard_warmup_steps: int = 50
+    guard_max_skips: int = 5
+    guard_lr_factor: float = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class LossWeights:
+    """The weight of each training term in the generator's objective (``loss`` section).
+
+    NVIDIA's recipe is the default: the NLL alone. ``stft`` (multi-resolution STFT loss),
+    ``mel`` (log-mel L1) act on reverse-pass samples (section ``spectral``); ``adv``
+    (least-squares GAN) and ``fm`` (feature matching) need the discriminators of section
+    ``adversarial``.
+    """
+
+    nll: float = 1.0
+    stft: float = 0.0
+    mel: float = 0.0
+    adv: float = 0.0
+    fm: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class SpectralParams:
+    """Reverse-pass sampling and the multi-resolution STFT loss (``spectral`` section).
+
+    The reverse pass ``x_hat = infer(mel, sigma, z ~ N(0, I))`` is taken every ``every``-th
+    step (and then the STFT, mel and adversarial terms with it); resolutions are
+    Parallel WaveGAN's three by default (FFT / hop / window).
+    """
+
+    sigma: float = 0.6
+    every: int = 1
+    fft_sizes: tuple[int, ...] = (1024, 2048, 512)
+    hop_sizes: tuple[int, ...] = (120, 240, 50)
+    win_lengths: tuple[int, ...] = (600, 1200, 240)
+
+
+@dataclasses.dataclass(frozen=True)
+class AdversarialParams:
+    """CPU-sized discriminators, their optimizer and its rules (``adversarial`` section).
+
+    A discriminator kind with an empty list is left out: ``mrd_fft_sizes`` (multi-resolution
+    spectrogram discriminator, one 2-D conv stack per resolution over the STFT magnitude) and
+    ``mpd_periods`` (multi-period discriminator, the waveform folded into ``[T / p, p]``).
+    The discriminators train alone for their first ``warmup_steps`` steps (the generator's
+    adversarial and feature-matching weights are 0 meanwhile), then those weights ramp up
+    linearly over ``ramp_steps``.
+    """
+
+    mrd_fft_sizes: tuple[int, ...] = (512, 1024, 2048)
+    mrd_hop_sizes: tuple[int, ...] = (128, 256, 512)
+    mrd_win_lengths: tuple[int, ...] = (512, 1024, 2048)
+    mrd_channels: int = 8
+    mrd_stride: int = 2
+    mpd_periods: tuple[int, ...] = (2, 3, 5, 7, 11)
+    mpd_channels: tuple[int, ...] = (8, 16, 32, 64)
+    mpd_kernel_size: int = 5
+    mpd_stride: int = 3
+    learning_rate: float = 2e-4
+    beta_1: float = 0.8
+    beta_2: float = 0.99
+    lr_schedule: str = "constant"
+    lr_decay_steps: int = 100000
+    lr_decay_rate: float = 0.5
+    warmup_steps: int = 0
+    ramp_steps: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,9 +275,72 @@ class Params:
     data: DataParams = dataclasses.field(default_factory=DataParams)
     train: TrainParams = dataclasses.field(default_factory=TrainParams)
     export: ExportParams = dataclasses.field(default_factory=ExportParams)
+    loss: LossWeights = dataclasses.field(default_factory=LossWeights)
+    spectral: SpectralParams = dataclasses.field(default_factory=SpectralParams)
+    adversarial: AdversarialParams = dataclasses.field(default_factory=AdversarialParams)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Nested plain dicts, tuples as lists (as YAML writes and reads them)."""
+        return _lists_for_tuples(dataclasses.asdict(self))
+
+    def _objective_rules(self) -> list:
+        """Rules of the ``loss``, ``spectral``, ``adversarial`` and ``model.postfilter`` sections."""
+        w, sp, adv, pf = self.loss, self.spectral, self.adversarial, self.model.postfilter
+        rules = [
+            (
+                all(v >= 0 for v in dataclasses.asdict(w).values()),
+                f"loss: every weight must be >= 0, got {dataclasses.asdict(w)}",
+            ),
+            (
+                any(v > 0 for v in dataclasses.asdict(w).values()),
+                "loss: at least one weight must be > 0",
+            ),
+            (sp.sigma > 0, f"spectral.sigma must be > 0, got {sp.sigma}"),
+            (sp.every >= 1, f"spectral.every must be >= 1, got {sp.every}"),
+            (
+                len(sp.fft_sizes) == len(sp.hop_sizes) == len(sp.win_lengths) >= 1,
+                "spectral.fft_sizes, hop_sizes and win_lengths must be equally long lists (one per resolution)",
+            ),
+            (
+                all(0 < h <= wl <= n for n, h, wl in zip(sp.fft_sizes, sp.hop_sizes, sp.win_lengths)),
+                "spectral: each resolution needs 0 < hop <= window <= FFT size",
+            ),
+            (
+                len(adv.mrd_fft_sizes) == len(adv.mrd_hop_sizes) == len(adv.mrd_win_lengths),
+                "adversarial.mrd_fft_sizes, mrd_hop_sizes and mrd_win_lengths must be equally long lists",
+            ),
+            (
+                all(0 < h <= wl <= n for n, h, wl in zip(adv.mrd_fft_sizes, adv.mrd_hop_sizes, adv.mrd_win_lengths)),
+                "adversarial: each resolution needs 0 < hop <= window <= FFT size",
+            ),
+            (all(p >= 1 for p in adv.mpd_periods), f"adversarial.mpd_periods must be >= 1, got {adv.mpd_periods}"),
+            (
+                not adv.mpd_periods or (len(adv.mpd_channels) >= 1 and all(c >= 1 for c in adv.mpd_channels)),
+                f"adversarial.mpd_channels must be a non-empty list of widths >= 1, got {adv.mpd_channels}",
+            ),
+            (adv.mrd_channels >= 1, f"adversarial.mrd_channels must be >= 1, got {adv.mrd_channels}"),
+            (adv.mrd_stride >= 1 and adv.mpd_stride >= 1, "adversarial strides must be >= 1"),
+            (adv.mpd_kernel_size >= 1, f"adversarial.mpd_kernel_size must be >= 1, got {adv.mpd_kernel_size}"),
+            (adv.learning_rate > 0, f"adversarial.learning_rate must be > 0, got {adv.learning_rate}"),
+            (
+                adv.lr_schedule in LR_SCHEDULE_CHOICES,
+                f"adversarial.lr_schedule must be one of {LR_SCHEDULE_CHOICES}, got {adv.lr_schedule!r}",
+            ),
+            (adv.lr_decay_steps >= 1, f"adversarial.lr_decay_steps must be >= 1, got {adv.lr_decay_steps}"),
+            (0 < adv.lr_decay_rate <= 1, f"adversarial.lr_decay_rate must be in (0, 1], got {adv.lr_decay_rate}"),
+            (adv.warmup_steps >= 0 and adv.ramp_steps >= 0, "adversarial.warmup_steps and ramp_steps must be >= 0"),
+            (
+                (w.adv == 0 and w.fm == 0) or bool(adv.mrd_fft_sizes or adv.mpd_periods),
+                "loss.adv / loss.fm need a discriminator: adversarial.mrd_fft_sizes or adversarial.mpd_periods",
+            ),
+            (pf.n_layers >= 0, f"model.postfilter.n_layers must be >= 0 (0 = none), got {pf.n_layers}"),
+            (pf.n_channels >= 1, f"model.postfilter.n_channels must be >= 1, got {pf.n_channels}"),
+            (
+                pf.kernel_size % 2 == 1,
+                f"model.postfilter.kernel_size must be odd (non-causal, centred), got {pf.kernel_size}",
+            ),
+        ]
+        return rules
 
     def validate(self) -> "Params":
         """Checks rules that span fields; returns self or raises ConfigError."""
@@ -257,6 +424,22 @@ class Params:
             ),
             (t.max_to_keep >= 1, f"train.max_to_keep must be >= 1, got {t.max_to_keep}"),
             (t.valid_max_clips >= 0, f"train.valid_max_clips must be >= 0 (0 = all), got {t.valid_max_clips}"),
+            (
+                t.lr_decay_over in LR_DECAY_OVER_CHOICES,
+                f"train.lr_decay_over must be one of {LR_DECAY_OVER_CHOICES}, got {t.lr_decay_over!r}",
+            ),
+            (
+                t.lr_decay_over != "cpu_budget" or t.cpu_seconds_budget > 0,
+                "train.lr_decay_over: cpu_budget needs train.cpu_seconds_budget > 0",
+            ),
+            (t.lr_plateau_patience >= 0, f"train.lr_plateau_patience must be >= 0, got {t.lr_plateau_patience}"),
+            (0 < t.lr_plateau_factor <= 1, f"train.lr_plateau_factor must be in (0, 1], got {t.lr_plateau_factor}"),
+            (t.guard_factor >= 0, f"train.guard_factor must be >= 0 (0 = off), got {t.guard_factor}"),
+            (0 < t.guard_decay < 1, f"train.guard_decay must be in (0, 1), got {t.guard_decay}"),
+            (t.guard_warmup_steps >= 0, f"train.guard_warmup_steps must be >= 0, got {t.guard_warmup_steps}"),
+            (t.guard_max_skips >= 1, f"train.guard_max_skips must be >= 1, got {t.guard_max_skips}"),
+            (0 < t.guard_lr_factor <= 1, f"train.guard_lr_factor must be in (0, 1], got {t.guard_lr_factor}"),
+            *self._objective_rules(),
         ]
         for key in ("checkpoint_every", "log_every", "summary_every", "validate_every", "audio_summary_every"):
             value = getattr(t, key)
@@ -278,6 +461,14 @@ class Params:
             if not ok:
                 raise ConfigError(message)
         return self
+
+
+def _lists_for_tuples(tree):
+    if isinstance(tree, dict):
+        return {k: _lists_for_tuples(v) for k, v in tree.items()}
+    if isinstance(tree, tuple | list):
+        return [_lists_for_tuples(v) for v in tree]
+    return tree
 
 
 def _coerce(value: Any, type_, key: str) -> Any:
@@ -310,6 +501,11 @@ def _coerce(value: Any, type_, key: str) -> Any:
         if isinstance(value, str):
             return value
         raise ConfigError(f"{key}: expected a string, got {value!r}")
+    if typing.get_origin(type_) is tuple:
+        # tuple[T, ...]: a YAML list (or one value) of T.
+        (item_type, _) = typing.get_args(type_)
+        items = value if isinstance(value, list | tuple) else [value]
+        return tuple(_coerce(item, item_type, f"{key}[{i}]") for i, item in enumerate(items))
     return value
 
 

@@ -53,7 +53,7 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 
 
 def scalar_variable(name, value, dtype):
-    """A non-trainable scalar that every replica holds the same value of (written once, not summed)."""
+    """A non-trainable scalar (or small vector) every replica holds the same value of (written once, not summed)."""
     return tf.Variable(
         value,
         name=name,

@@ -49,7 +49,14 @@ class TrainLearningRate(keras.optimizers.schedules.LearningRateSchedule):
     ``start = max(warmup_steps, decay_start)`` and
     ``decay(u) = 1`` (constant), ``rate ** (u / decay_steps)`` (exponential) or
     ``rate + (1 - rate) * (1 + cos(pi * min(u / decay_steps, 1))) / 2`` (cosine),
-    ``u`` clipped at 0.
+    ``u`` clipped at 0. With ``decay_over="cpu_budget"`` the decay's progress
+    ``u / decay_steps`` is instead the share of ``budget_seconds`` that the
+    variable :attr:`clock` (the run's training CPU seconds) has spent, so the
+    whole decay fits a CPU-time budget whatever a step costs.
+
+    The rate is finally multiplied by the variable :attr:`scale` when the
+    trainer sets one (reduce-on-plateau and the divergence guard lower it; it
+    lives in the checkpoint).
 
     Args:
       learning_rate: the base rate.
@@ -64,7 +71,12 @@ class TrainLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         (a run continued from shipped weights, ``train.py --continue_run``):
         the decay counts the run's steps, the warm-up the optimizer's own, so
         fresh Adam moments warm up again at the continued rate.
+      decay_over: ``steps`` or ``cpu_budget`` (see above).
+      budget_seconds: the CPU-time budget of ``cpu_budget``.
     """
+
+    clock = None  # tf.Variable of the run's training CPU seconds (decay_over="cpu_budget")
+    scale = None  # tf.Variable multiplying the rate (None = 1)
 
     def __init__(
         self,
@@ -75,9 +87,15 @@ class TrainLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         decay_rate=0.5,
         decay_start=0,
         step_offset=0,
+        decay_over="steps",
+        budget_seconds=0.0,
     ):
         if schedule not in ("constant", "exponential", "cosine"):
             raise ValueError(f"unknown learning-rate schedule {schedule!r}")
+        if decay_over not in ("steps", "cpu_budget"):
+            raise ValueError(f"unknown decay_over {decay_over!r}")
+        if decay_over == "cpu_budget" and budget_seconds <= 0:
+            raise ValueError("decay_over='cpu_budget' needs budget_seconds > 0")
         self.learning_rate = float(learning_rate)
         self.schedule = schedule
         self.warmup_steps = int(warmup_steps)
@@ -85,25 +103,62 @@ class TrainLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         self.decay_rate = float(decay_rate)
         self.decay_start = int(decay_start)
         self.step_offset = int(step_offset)
+        self.decay_over = decay_over
+        self.budget_seconds = float(budget_seconds)
 
     @classmethod
     def from_params(cls, train_params) -> "TrainLearningRate":
+        """The generator's rate: ``train.learning_rate`` under ``train.lr_*``."""
         t = train_params
         return cls(
-            t.learning_rate, t.lr_schedule, t.lr_warmup_steps, t.lr_decay_steps, t.lr_decay_rate, t.lr_decay_start
+            t.learning_rate,
+            t.lr_schedule,
+            t.lr_warmup_steps,
+            t.lr_decay_steps,
+            t.lr_decay_rate,
+            t.lr_decay_start,
+            decay_over=t.lr_decay_over,
+            budget_seconds=t.cpu_seconds_budget,
         )
+
+    @classmethod
+    def for_discriminators(cls, adversarial_params, train_params) -> "TrainLearningRate":
+        """The discriminators' rate: ``adversarial.learning_rate`` under ``adversarial.lr_*``.
+
+        No warm-up; the decay counts what the generator's counts (``train.lr_decay_over``).
+        """
+        a, t = adversarial_params, train_params
+        return cls(
+            a.learning_rate,
+            a.lr_schedule,
+            0,
+            a.lr_decay_steps,
+            a.lr_decay_rate,
+            decay_over=t.lr_decay_over,
+            budget_seconds=t.cpu_seconds_budget,
+        )
+
+    def _decay_progress(self, step):
+        """``u / decay_steps``: steps after the decay's start, or the budget's spent share."""
+        if self.decay_over == "cpu_budget":
+            if self.clock is None:
+                raise ValueError("decay_over='cpu_budget' needs the schedule's clock variable set")
+            return tf.cast(self.clock, tf.float32) / self.budget_seconds
+        after_start = tf.maximum(step + self.step_offset - max(self.warmup_steps, self.decay_start), 0.0)
+        return after_start / self.decay_steps
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
         lr = tf.constant(self.learning_rate, tf.float32)
-        after_start = tf.maximum(step + self.step_offset - max(self.warmup_steps, self.decay_start), 0.0)
         if self.schedule == "exponential":
-            lr = lr * tf.pow(self.decay_rate, after_start / self.decay_steps)
+            lr = lr * tf.pow(self.decay_rate, self._decay_progress(step))
         elif self.schedule == "cosine":
-            progress = tf.minimum(after_start / self.decay_steps, 1.0)
+            progress = tf.minimum(self._decay_progress(step), 1.0)
             lr = lr * (self.decay_rate + (1.0 - self.decay_rate) * 0.5 * (1.0 + tf.cos(math.pi * progress)))
         if self.warmup_steps > 0:
             lr = lr * tf.minimum(1.0, (step + 1.0) / self.warmup_steps)
+        if self.scale is not None:
+            lr = lr * tf.cast(self.scale, tf.float32)
         return lr
 
     def get_config(self):
@@ -115,6 +170,8 @@ class TrainLearningRate(keras.optimizers.schedules.LearningRateSchedule):
             "decay_rate": self.decay_rate,
             "decay_start": self.decay_start,
             "step_offset": self.step_offset,
+            "decay_over": self.decay_over,
+            "budget_seconds": self.budget_seconds,
         }
 
 
@@ -128,6 +185,16 @@ class _SummedGradientAdam(keras.optimizers.Adam):
 
     def _all_reduce_sum_gradients(self, grads_and_vars):
         return list(grads_and_vars)
+
+
+def make_discriminator_optimizer(adversarial_params, schedule: TrainLearningRate) -> keras.optimizers.Optimizer:
+    """Adam for the discriminators at ``adversarial.learning_rate``, betas ``adversarial.beta_1 / beta_2``.
+
+    HiFi-GAN's betas (0.8 / 0.99) by default; like :func:`make_optimizer` it takes
+    gradients that the step has already summed over replicas.
+    """
+    a = adversarial_params
+    return _SummedGradientAdam(learning_rate=schedule, beta_1=a.beta_1, beta_2=a.beta_2, epsilon=1e-8)
 
 
 def make_optimizer(train_params, schedule: TrainLearningRate | None = None) -> keras.optimizers.Optimizer:

@@ -16,6 +16,19 @@ import time
 import tensorflow as tf
 
 LOSS_TERMS = ("loss/total", "loss/z", "loss/log_s", "loss/log_det_w")
+# The terms of the objectives beside the NLL (tfwaveglow.objectives); a step logs those it computed.
+OBJECTIVE_TERMS = (
+    "loss/nll",
+    "loss/stft",
+    "loss/stft_sc",
+    "loss/stft_mag",
+    "loss/mel",
+    "loss/adv",
+    "loss/fm",
+    "loss/disc",
+)
+# State of the learning-rate rules and the divergence guard, logged with each training report.
+RULE_COLUMNS = ("disc_learning_rate", "disc_grad_norm", "lr_scale", "guard_spikes", "rollbacks")
 METRICS_FILE = "metrics.csv"
 METRICS_COLUMNS = (
     "step",
@@ -28,6 +41,8 @@ METRICS_COLUMNS = (
     "samples_per_sec",
     "train_hours",
     "cpu_hours",
+    *OBJECTIVE_TERMS,
+    *RULE_COLUMNS,
 )
 AUDIO_SUMMARY_CLIPS = 2
 # log(1e-5): the floor of the Tacotron 2 log-mel, the dark end of mel images.
@@ -57,13 +72,23 @@ def write_train_scalars(
     samples_per_sec: float,
     nonfinite_steps: int,
     loss_scale: float | None = None,
+    rules: dict | None = None,
 ) -> None:
-    """The training scalars of one report: mean loss terms and gradient norm since the last, speed, state."""
+    """The training scalars of one report: mean loss terms and gradient norms since the last, speed, state.
+
+    Every ``loss/...`` key of ``means`` is written; ``rules`` holds
+    :data:`RULE_COLUMNS` values (written as ``train/<name>``).
+    """
     with writer.as_default(step=step):
-        for key in LOSS_TERMS:
-            tf.summary.scalar(key, means[key])
+        for key, value in means.items():
+            if key.startswith("loss/"):
+                tf.summary.scalar(key, value)
         tf.summary.scalar("train/learning_rate", learning_rate)
-        tf.summary.scalar("train/grad_norm", means["grad_norm"])
+        for key in ("grad_norm", "disc_grad_norm"):
+            if key in means:
+                tf.summary.scalar(f"train/{key}", means[key])
+        for key, value in (rules or {}).items():
+            tf.summary.scalar(f"train/{key}", value)
         tf.summary.scalar("train/steps_per_sec", steps_per_sec)
         tf.summary.scalar("train/samples_per_sec", samples_per_sec)
         tf.summary.scalar("train/nonfinite_steps", nonfinite_steps)
@@ -72,10 +97,11 @@ def write_train_scalars(
 
 
 def write_valid_scalars(writer, step: int, valid: dict) -> None:
-    """The validation loss terms."""
+    """The validation loss terms (every ``loss/...`` key)."""
     with writer.as_default(step=step):
-        for key in LOSS_TERMS:
-            tf.summary.scalar(key, valid[key])
+        for key, value in valid.items():
+            if key.startswith("loss/"):
+                tf.summary.scalar(key, value)
 
 
 def write_audio_summaries(writer, step: int, model, valid_dataset: tf.data.Dataset, params, compute_dtype) -> None:
@@ -144,8 +170,10 @@ def append_metrics(
     row["cpu_hours"] = f"{cpu_seconds / 3600:.6g}"
     row.update({k: f"{float(v):.6g}" for k, v in values.items() if k in METRICS_COLUMNS})
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=METRICS_COLUMNS, restval="")
     new_file = not os.path.isfile(path)
+    # A run begun by an earlier version keeps its file's columns.
+    columns = METRICS_COLUMNS if new_file else _header(path) or METRICS_COLUMNS
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", extrasaction="ignore")
     if new_file:
         writer.writeheader()
     writer.writerow(row)
@@ -157,6 +185,11 @@ def append_metrics(
             if f.read(1) != "\n":
                 f.write("\n")
         f.write(buffer.getvalue())
+
+
+def _header(path: str) -> tuple:
+    with open(path, encoding="utf-8") as f:
+        return tuple(next(csv.reader([f.readline()]), []))
 
 
 def drop_metrics_after(model_dir: str, step: int) -> int:

@@ -21,26 +21,42 @@ from tfwaveglow.layers.dilated_conv import native_dilation_gradient_error
 from tfwaveglow.losses import nll_terms
 from tfwaveglow.model import WaveGlow
 from tfwaveglow.model_io import CHECKPOINT_SUBDIR, PARAMS_FILE, load_model, load_training_state, save_model
+from tfwaveglow.objectives import spectral
+from tfwaveglow.objectives.composite import MODES, TrainingObjective
 from tfwaveglow.run_lock import RunDirectoryLock
 from tfwaveglow.training import summaries
 from tfwaveglow.training.checkpoints import KillSafeCheckpointManager, checkpoint_step, remove_unlisted_checkpoint_files
 from tfwaveglow.training.distribution import create_strategy, global_batch, is_chief, scalar_variable
+from tfwaveglow.training.guards import DivergenceGuard, LearningRateScale, PlateauRule
 from tfwaveglow.training.optimization import (
     DynamicLossScale,
     TrainLearningRate,
     configure_mixed_precision,
+    make_discriminator_optimizer,
     make_optimizer,
 )
 from tfwaveglow.training.params_history import PARAMS_CHANGES_FILE, record_params_change
-from tfwaveglow.training.summaries import LOSS_TERMS, drop_metrics_after
+from tfwaveglow.training.summaries import drop_metrics_after
 
 INFERENCE_SUBDIR = "inference"
-# Checkpoint slots that later versions added; a checkpoint written before them resumes without them.
-_SLOTS_ADDED_LATER = ("train_seconds", "cpu_seconds", "lr_step_offset")
+# Checkpoint slots that later versions added; a checkpoint written before them resumes without them
+# (a run that adds discriminators to an earlier run's config starts them fresh).
+_SLOTS_ADDED_LATER = (
+    "train_seconds",
+    "cpu_seconds",
+    "lr_step_offset",
+    "lr_scale",
+    "guard",
+    "plateau",
+    "discriminators",
+    "discriminator_optimizer",
+)
+# The seed of the latents of the validation's reverse-pass terms (the same every validation).
+_VALID_LATENT_SEED = 20261207
 
 
 class NonFiniteTrainingError(RuntimeError):
-    """Too many non-finite steps in a row; the last good checkpoint is left as it was."""
+    """Too many non-finite (or, with the divergence guard, skipped) steps in a row and nothing to roll back to."""
 
 
 @dataclasses.dataclass
@@ -48,20 +64,21 @@ class _Meter:
     """Running means of the step results between two reports, and the time they took."""
 
     sums: dict = dataclasses.field(default_factory=dict)
-    count: int = 0
+    counts: dict = dataclasses.field(default_factory=dict)
     seconds: float = 0.0
     steps: int = 0
 
     def add(self, values: dict, seconds: float, finite: bool) -> None:
+        """Adds an applied step's values (steps of other modes may carry other terms)."""
         self.seconds += seconds
         self.steps += 1
         if finite:
-            self.count += 1
             for key, value in values.items():
                 self.sums[key] = self.sums.get(key, 0.0) + float(value)
+                self.counts[key] = self.counts.get(key, 0) + 1
 
     def means(self) -> dict:
-        return {k: v / self.count for k, v in self.sums.items()} if self.count else {}
+        return {k: v / self.counts[k] for k, v in self.sums.items()}
 
     def steps_per_sec(self) -> float:
         return self.steps / self.seconds if self.seconds > 0 else 0.0
@@ -112,9 +129,26 @@ class Trainer:
 
         with self.strategy.scope():
             self.model = WaveGlow.from_params(params, weight_norm=t.weight_norm)
+            self.lr_scale = LearningRateScale()
+            self.guard = DivergenceGuard(t.guard_factor, t.guard_decay, t.guard_warmup_steps, num_modes=len(MODES))
+            self.plateau = PlateauRule(
+                t.lr_plateau_patience, t.lr_plateau_factor, t.lr_plateau_min_delta, t.lr_plateau_metric
+            )
             self.lr_schedule = TrainLearningRate.from_params(t)
             self.optimizer = make_optimizer(t, self.lr_schedule)
             self.optimizer.build(self.model.trainable_variables)
+            self.discriminators = self.discriminator_optimizer = self.discriminator_lr_schedule = None
+            if params.loss.adv > 0 or params.loss.fm > 0:
+                from tfwaveglow.objectives.discriminators import Discriminators
+
+                self.discriminators = Discriminators.from_params(params.adversarial)
+                self.discriminators(tf.zeros([1, params.data.segment_length]))  # creates the variables
+                self.discriminator_lr_schedule = TrainLearningRate.for_discriminators(params.adversarial, t)
+                self.discriminator_optimizer = make_discriminator_optimizer(
+                    params.adversarial, self.discriminator_lr_schedule
+                )
+                self.discriminator_optimizer.build(self.discriminators.trainable_variables)
+            self.objective = TrainingObjective(params, self.discriminators)
             self.step = scalar_variable("step", 0, tf.int64)
             # Steps the run had taken before this optimizer's first (``continue_run``):
             # the learning-rate decay counts from the run's start, the warm-up from the optimizer's.
@@ -125,6 +159,10 @@ class Trainer:
             self.train_seconds = scalar_variable("train_seconds", 0.0, tf.float64)
             self.cpu_seconds = scalar_variable("cpu_seconds", 0.0, tf.float64)
             self.loss_scale = DynamicLossScale()
+        for schedule in (self.lr_schedule, self.discriminator_lr_schedule):
+            if schedule is not None:
+                schedule.scale = self.lr_scale.value
+                schedule.clock = self.cpu_seconds
         self._checkpoint_slots = {
             "step": self.step,
             "model": self.model,
@@ -134,14 +172,20 @@ class Trainer:
             "train_seconds": self.train_seconds,
             "cpu_seconds": self.cpu_seconds,
             "lr_step_offset": self.lr_step_offset,
+            "lr_scale": self.lr_scale,
+            "guard": self.guard,
+            "plateau": self.plateau,
         }
+        if self.discriminators is not None:
+            self._checkpoint_slots["discriminators"] = self.discriminators
+            self._checkpoint_slots["discriminator_optimizer"] = self.discriminator_optimizer
         self.checkpoint = tf.train.Checkpoint(**self._checkpoint_slots)
         self.checkpoint_dir = os.path.join(self.model_dir, CHECKPOINT_SUBDIR)
         self.manager = KillSafeCheckpointManager(
             self.checkpoint, self.checkpoint_dir, max_to_keep=t.max_to_keep, step_counter=self.step
         )
-        self.trace_count = 0  # times the train step was traced (1 with a pinned signature)
-        self._train_step = None
+        self.trace_count = 0  # times a train step was traced (1 per step mode with a pinned signature)
+        self._train_steps = {}
         self._eval_step = None
         self._global_batch = None
         self._folded = None
@@ -296,21 +340,37 @@ class Trainer:
         return self._folded
 
     # ---------------------------------------------------------------- compiled steps
-    def _loss_and_grads(self, mel, audio, weight, scale):
-        with tf.GradientTape() as tape:
-            out = self.model.forward(mel, audio)
-            terms = nll_terms(out, sigma=self.params.train.sigma)
-            objective = terms["loss/total"] * weight
+    def _loss_and_grads(self, mel, audio, weight, scale, mode, adversarial_scale, z):
+        """One replica's terms and gradients (the discriminators' None without them).
+
+        The generator's gradients are None in the discriminators' warm-up; a
+        generator variable the step's terms do not reach (a post-filter in an
+        NLL-only step) gets a zero gradient.
+        """
+        discriminating = self.discriminators is not None and mode != "nll"
+        with tf.GradientTape(persistent=discriminating) as tape:
+            terms = self.objective(self.model, mel, audio, mode=mode, adversarial_scale=adversarial_scale, z=z)
+            objective = terms.pop("objective/generator") * weight
+            disc_objective = terms.pop("objective/discriminator", None)
+            if disc_objective is not None:
+                disc_objective = disc_objective * weight
             if self.loss_scaling:
                 objective = objective * scale
-        variables = self.model.trainable_variables
-        grads = tape.gradient(objective, variables)
-        missing = [v.path for v, g in zip(variables, grads) if g is None]
-        if missing:
-            raise ValueError(f"no gradient for {missing}")
-        return grads, terms
+        grads = disc_grads = None
+        if mode != "discriminator":
+            variables = self.model.trainable_variables
+            grads = tape.gradient(objective, variables)
+            if mode == "nll":
+                grads = [tf.zeros_like(v) if g is None else g for v, g in zip(variables, grads)]
+            missing = [v.path for v, g in zip(variables, grads) if g is None]
+            if missing:
+                raise ValueError(f"no gradient for {missing}")
+        if discriminating:
+            disc_grads = tape.gradient(disc_objective, self.discriminators.trainable_variables)
+            del tape
+        return grads, disc_grads, terms
 
-    def _replica_step(self, mel, audio):
+    def _replica_step(self, mel, audio, mode, adversarial_scale):
         """One replica's share: gradients summed over replicas, and whether they can be applied."""
         ctx = tf.distribute.get_replica_context()
         # A non-finite input batch is replaced by zeros (the model refuses it) and flagged.
@@ -323,31 +383,57 @@ class Trainer:
         weight = tf.cast(tf.shape(mel)[0], tf.float32) / self._global_batch
         scale = tf.convert_to_tensor(self.loss_scale.scale)
         fn = self._jit_loss_and_grads or self._loss_and_grads
-        grads, terms = fn(mel, audio, weight, scale)
+        z = None if mode == "nll" else self._replica_latent(mel, ctx)
+        grads, disc_grads, terms = fn(mel, audio, weight, scale, mode, adversarial_scale, z)
 
-        grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
         terms = ctx.all_reduce(tf.distribute.ReduceOp.SUM, {k: v * weight for k, v in terms.items()})
         bad_batches = ctx.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(batch_finite, tf.float32))
-        if self.loss_scaling:
-            grads = [g / scale for g in grads]
-        grad_norm = tf.linalg.global_norm(grads)
-        grads_finite = tf.math.is_finite(grad_norm)
         inputs_finite = tf.equal(bad_batches, 0.0)
-        loss_finite = tf.logical_and(tf.math.is_finite(terms["loss/total"]), inputs_finite)
+        loss_finite = tf.logical_and(tf.reduce_all([tf.math.is_finite(v) for v in terms.values()]), inputs_finite)
         clip = self.params.train.grad_clip_norm
-        if clip > 0:
-            grads, _ = tf.clip_by_global_norm(grads, clip, use_norm=grad_norm)
-        return grads, terms, grad_norm, inputs_finite, loss_finite, grads_finite
+        norms = {}
+        if grads is not None:
+            grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+            if self.loss_scaling:
+                grads = [g / scale for g in grads]
+            norms["grad_norm"] = tf.linalg.global_norm(grads)
+            if clip > 0:
+                grads, _ = tf.clip_by_global_norm(grads, clip, use_norm=norms["grad_norm"])
+        if disc_grads is not None:
+            disc_grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, disc_grads)
+            norms["disc_grad_norm"] = tf.linalg.global_norm(disc_grads)
+            if clip > 0:
+                disc_grads, _ = tf.clip_by_global_norm(disc_grads, clip, use_norm=norms["disc_grad_norm"])
+        grads_finite = tf.reduce_all([tf.math.is_finite(n) for n in norms.values()])
+        return grads, disc_grads, terms, norms, inputs_finite, loss_finite, grads_finite
 
-    def _apply_gradients(self, grads):
-        self.optimizer.apply(grads, self.model.trainable_variables)
+    def _replica_latent(self, mel, ctx):
+        """This replica's rows of the step's reverse-pass latent.
 
-    def _step_fn(self, batch):
+        The latent of the global batch is a pure function of ``(train.seed, step)``
+        (stateless), and each replica takes the rows of its examples, so a resumed
+        run and any number of replicas draw what one uninterrupted process draws.
+        """
+        shape = self.model.latent_shape(mel)
+        local = shape[0]
+        global_shape = tf.concat([[self._global_batch], shape[1:]], axis=0)
+        seed = tf.stack([tf.constant(self.params.train.seed, tf.int64), tf.cast(self.step, tf.int64)])
+        z = tf.random.stateless_normal(global_shape, seed=seed, dtype=tf.float32)
+        start = tf.cast(ctx.replica_id_in_sync_group, tf.int32) * local
+        return z[start : start + local]
+
+    def _apply_gradients(self, grads, disc_grads):
+        if grads is not None:
+            self.optimizer.apply(grads, self.model.trainable_variables)
+        if disc_grads is not None:
+            self.discriminator_optimizer.apply(disc_grads, self.discriminators.trainable_variables)
+
+    def _step_fn(self, batch, adversarial_scale, mode):
         self.trace_count += 1
         mel, audio = batch
         strategy = self.strategy
-        grads, terms, grad_norm, inputs_finite, loss_finite, grads_finite = strategy.run(
-            self._replica_step, args=(mel, audio)
+        grads, disc_grads, terms, norms, inputs_finite, loss_finite, grads_finite = strategy.run(
+            self._replica_step, args=(mel, audio, mode, adversarial_scale)
         )
 
         # Every replica computed these from the same all-reduced values.
@@ -355,16 +441,18 @@ class Trainer:
             return strategy.experimental_local_results(value)[0]
 
         terms = {k: first(v) for k, v in terms.items()}
-        grad_norm, inputs_finite = first(grad_norm), first(inputs_finite)
-        loss_finite, grads_finite = first(loss_finite), first(grads_finite)
-        learning_rate = self.optimizer.learning_rate
+        norms = {k: first(v) for k, v in norms.items()}
+        inputs_finite, loss_finite, grads_finite = first(inputs_finite), first(loss_finite), first(grads_finite)
         finite = tf.logical_and(loss_finite, grads_finite)
+        spike = self.guard.judge(
+            MODES.index(mode), terms["loss/total"], norms.get("grad_norm", norms.get("disc_grad_norm")), finite
+        )
 
         def apply():
-            strategy.run(self._apply_gradients, args=(grads,))
+            strategy.run(self._apply_gradients, args=(grads, disc_grads))
             return tf.constant(True)
 
-        applied = tf.cond(finite, apply, lambda: tf.constant(False))
+        applied = tf.cond(tf.logical_and(finite, tf.logical_not(spike)), apply, lambda: tf.constant(False))
         if self.loss_scaling:
             # A finite loss with an overflowing scaled gradient is the scale's fault:
             # the scale drops and the step does not count against the NaN guard.
@@ -376,41 +464,70 @@ class Trainer:
             overflow = tf.constant(False)
         self.nonfinite_steps.assign_add(tf.cast(tf.logical_not(finite) & tf.logical_not(overflow), tf.int64))
         self.step.assign_add(1)
-        return {
+        result = {
             **terms,
-            "grad_norm": grad_norm,
-            "learning_rate": learning_rate,
+            **norms,
+            "learning_rate": self.optimizer.learning_rate,
             "loss_scale": tf.convert_to_tensor(self.loss_scale.scale),
             "applied": applied,
+            "spike": spike,
             "inputs_finite": inputs_finite,
             "loss_finite": loss_finite,
             "grads_finite": grads_finite,
             "overflow": overflow,
         }
+        if self.discriminator_optimizer is not None:
+            result["disc_learning_rate"] = self.discriminator_optimizer.learning_rate
+        return result
 
     def train_step(self, batch):
         """One compiled optimisation step on a (distributed) batch ``(mel, audio)``.
 
-        The first call fixes the input signature (``mel [B, F, n_mel]``,
-        ``audio [B, S]``, static); later batches must match it, so nothing is
-        retraced. Returns the step's scalars as NumPy values.
+        The step's mode (:meth:`TrainingObjective.mode_for_step`) picks one of
+        up to three compiled steps. The first call of each fixes its input
+        signature (``mel [B, F, n_mel]``, ``audio [B, S]``, static); later
+        batches must match it, so nothing is retraced. Returns the step's
+        scalars as NumPy values.
         """
         if self._global_batch is None:
             if self.strategy.num_replicas_in_sync != 1:
                 raise ValueError("under a multi-replica strategy, steps run through fit() (it sets the global batch)")
             self._global_batch = int(batch[0].shape[0])
-        if self._train_step is None:
+        step = int(self.step.numpy())
+        mode = self.objective.mode_for_step(step)
+        if mode not in self._train_steps:
             spec = _element_spec(batch)
-            self._train_step = tf.function(self._step_fn, input_signature=[spec], autograph=False)
-        return {k: v.numpy() for k, v in self._train_step(batch).items()}
+            self._train_steps[mode] = tf.function(
+                lambda b, adversarial_scale: self._step_fn(b, adversarial_scale, mode),
+                input_signature=[spec, tf.TensorSpec([], tf.float32)],
+                autograph=False,
+            )
+        adversarial_scale = tf.constant(self.objective.adversarial_scale(step), tf.float32)
+        return {k: v.numpy() for k, v in self._train_steps[mode](batch, adversarial_scale).items()}
 
     def _eval_fn(self, mel, audio):
         dtype = self.compute_dtype
         out = self.model.forward(tf.cast(mel, dtype), tf.cast(audio, dtype))
-        return nll_terms(out, sigma=self.params.train.sigma)
+        terms = nll_terms(out, sigma=self.params.train.sigma)
+        terms["loss/nll"] = terms["loss/total"]
+        w, s = self.params.loss, self.params.spectral
+        if self.objective.uses_reverse_pass:
+            fake = self.model.infer(tf.cast(mel, dtype), sigma=s.sigma, seed=_VALID_LATENT_SEED)
+            fake, real = fake[:, : tf.shape(audio)[1]], tf.cast(audio, tf.float32)
+            terms.update(spectral.multi_resolution_stft_loss(real, fake, s.fft_sizes, s.hop_sizes, s.win_lengths))
+            terms["loss/mel"] = spectral.log_mel_l1(real, fake, self.params.audio)
+            terms["loss/spectral"] = w.stft * terms["loss/stft"] + w.mel * terms["loss/mel"]
+        return terms
 
     def evaluate(self, dataset: tf.data.Dataset) -> dict:
-        """Mean loss terms over a finite dataset of ``(mel, audio)`` batches (this process only)."""
+        """Mean loss terms over a finite dataset of ``(mel, audio)`` batches (this process only).
+
+        ``loss/total`` (= ``loss/nll``), ``loss/z``, ``loss/log_s``,
+        ``loss/log_det_w``: the NLL; with reverse-pass terms in the objective
+        also ``loss/stft`` (and its two parts), ``loss/mel`` and their weighted
+        sum ``loss/spectral``, on samples at ``spectral.sigma`` from latents
+        that are the same every validation.
+        """
         if self._eval_step is None:
             self._eval_step = tf.function(self._eval_fn, input_signature=list(dataset.element_spec), autograph=False)
         sums, batches = {}, 0
@@ -470,14 +587,16 @@ class Trainer:
             return self._summary({}, {})
         specs = []
 
-        def pipeline(input_context):
-            dataset = dataset_fn(step, input_context)
-            specs.append(dataset.element_spec)
-            return dataset
+        def open_data(start_step):
+            def pipeline(input_context):
+                dataset = dataset_fn(start_step, input_context)
+                specs.append(dataset.element_spec)
+                return dataset
 
-        distributed = self.strategy.distribute_datasets_from_function(pipeline)
+            return iter(self.strategy.distribute_datasets_from_function(pipeline))
+
+        iterator = open_data(step)
         self._global_batch = global_batch(specs, self.strategy)
-        iterator = iter(distributed)
         writers = self._summary_writers()
         meter, consecutive, last_train, last_valid = _Meter(), 0, {}, {}
         samples_per_step = self._global_batch
@@ -506,17 +625,22 @@ class Trainer:
             # The first step of a process mostly traces the graph: it is not training time.
             clock.stop(count=not first_step)
             first_step = False
-            finite = bool(result["applied"])
-            scalars = {**{k: result[k] for k in LOSS_TERMS}, "grad_norm": result["grad_norm"]}
-            meter.add(scalars, time.perf_counter() - tick, finite)
-            if finite or bool(result["overflow"]):
+            applied = bool(result["applied"])
+            scalars = {k: v for k, v in result.items() if k.startswith("loss/") or k.endswith("grad_norm")}
+            meter.add(scalars, time.perf_counter() - tick, applied)
+            if applied or bool(result["overflow"]):
                 consecutive = 0
                 if bool(result["overflow"]):
                     logging.info("step %d: loss-scale overflow, step skipped; scale now %g", step, result["loss_scale"])
             else:
                 consecutive += 1
-                self._report_nonfinite(step, result, consecutive)
-                if consecutive >= t.max_consecutive_nonfinite:
+                self._report_skipped(step, result, consecutive)
+                if self.guard.enabled and consecutive >= t.guard_max_skips:
+                    self._flush(writers)
+                    step = self.roll_back(f"{consecutive} skipped steps in a row at step {step}")
+                    iterator, consecutive, meter, first_step = open_data(step), 0, _Meter(), True
+                    continue
+                if not self.guard.enabled and consecutive >= t.max_consecutive_nonfinite:
                     self._flush(writers)
                     raise NonFiniteTrainingError(
                         f"stopped at step {step}: {consecutive} non-finite steps in a row "
@@ -533,20 +657,73 @@ class Trainer:
                     last_train, meter = means, _Meter()
             if valid_dataset is not None and self.chief:
                 if step % t.validate_every == 0:
-                    last_valid = self.evaluate(valid_dataset)
-                    self._write_valid_summaries(writers, step, last_valid)
+                    last_valid = self._validate(writers, step, valid_dataset)
                 if step % t.audio_summary_every == 0:
                     self.write_audio_summaries(writers["valid"], step, valid_dataset)
-            # Not in the middle of a non-finite streak: the last good checkpoint stays the latest.
+            # Not in the middle of a skipped streak: the last good checkpoint stays the latest.
             if step % t.checkpoint_every == 0 and consecutive == 0:
                 self.save()
         if valid_dataset is not None and self.chief and step % t.validate_every != 0:
-            last_valid = self.evaluate(valid_dataset)
-            self._write_valid_summaries(writers, step, last_valid)
+            last_valid = self._validate(writers, step, valid_dataset)
         if checkpoint_step(self.manager.latest_checkpoint) != step and consecutive == 0:
             self.save()
         self._flush(writers)
         return self._summary(meter.means() or last_train, last_valid)
+
+    def _validate(self, writers, step: int, valid_dataset) -> dict:
+        """Validation terms, written; then the plateau rule judges them."""
+        valid = self.evaluate(valid_dataset)
+        self._write_valid_summaries(writers, step, valid)
+        if self.plateau.observe(valid, self.lr_scale):
+            logging.warning(
+                "step %d: %s has not improved on %.5g for %d validations: learning rates x %g (scale now %g)",
+                step,
+                self.plateau.metric,
+                float(self.plateau.best.numpy()),
+                self.plateau.patience,
+                self.plateau.factor,
+                float(self.lr_scale.value.numpy()),
+            )
+        return valid
+
+    def roll_back(self, why: str) -> int:
+        """Restores the last good checkpoint and lowers the learning rates (the divergence guard).
+
+        The whole state returns to the checkpoint (weights, optimizers,
+        discriminators, step, guard levels), except the training clocks, which
+        keep the time spent since (a CPU-time budget counts it), and the
+        rollback count; then every rate is multiplied by ``train.guard_lr_factor``.
+        The ``metrics.csv`` rows after the checkpoint's step are dropped (they are
+        trained again).
+
+        Returns:
+          The step training goes on from.
+
+        Raises:
+          NonFiniteTrainingError: there is no checkpoint to roll back to.
+        """
+        latest = self.manager.latest_checkpoint
+        if not latest:
+            raise NonFiniteTrainingError(f"{why}, and no checkpoint to roll back to (train.guard_max_skips)")
+        kept = [(v, v.numpy()) for v in (self.train_seconds, self.cpu_seconds, self.lr_scale.rollbacks)]
+        self._restore_checkpoint(latest)
+        for variable, value in kept:
+            variable.assign(value)
+        self.lr_scale.rollbacks.assign_add(1)
+        scale = self.lr_scale.lower(self.params.train.guard_lr_factor)
+        step = int(self.step.numpy())
+        if self.chief:
+            drop_metrics_after(self.model_dir, step)
+        logging.warning(
+            "divergence guard: %s; rolled back to %s (step %d), learning rates x %g (scale now %g), rollback %d",
+            why,
+            latest,
+            step,
+            self.params.train.guard_lr_factor,
+            scale,
+            int(self.lr_scale.rollbacks.numpy()),
+        )
+        return step
 
     def _summary(self, train_means: dict, valid: dict) -> dict:
         return {
@@ -557,19 +734,25 @@ class Trainer:
             "checkpoint": self.manager.latest_checkpoint,
         }
 
-    def _report_nonfinite(self, step: int, result: dict, consecutive: int) -> None:
+    def _report_skipped(self, step: int, result: dict, consecutive: int) -> None:
         if not result["inputs_finite"]:
             why = "NaN or Inf in the input batch"
         elif not result["loss_finite"]:
             why = f"non-finite loss ({result['loss/total']})"
+        elif not result["grads_finite"]:
+            why = f"non-finite gradient (norm {result.get('grad_norm', result.get('disc_grad_norm'))})"
         else:
-            why = f"non-finite gradient (norm {result['grad_norm']})"
+            why = (
+                f"divergence guard: loss {result['loss/total']:.5g} or gradient norm "
+                f"{result.get('grad_norm', result.get('disc_grad_norm')):.5g} far above its running level"
+            )
         logging.warning(
-            "step %d: %s; step skipped (%d in a row, %d in this run's history)",
+            "step %d: %s; step skipped (%d in a row; in this run's history %d non-finite, %d spikes)",
             step,
             why,
             consecutive,
             int(self.nonfinite_steps.numpy()),
+            int(self.guard.spikes.numpy()),
         )
 
     def _log_progress(self, step, steps, means, rate, samples_per_step) -> None:
@@ -597,6 +780,13 @@ class Trainer:
     def _write_train_summaries(self, writers, step, means, result, rate, samples_per_step) -> None:
         if not self.chief:
             return
+        rules = {
+            "lr_scale": float(self.lr_scale.value.numpy()),
+            "guard_spikes": int(self.guard.spikes.numpy()),
+            "rollbacks": int(self.lr_scale.rollbacks.numpy()),
+        }
+        if "disc_learning_rate" in result:
+            rules["disc_learning_rate"] = float(result["disc_learning_rate"])
         summaries.write_train_scalars(
             writers["train"],
             step,
@@ -606,14 +796,15 @@ class Trainer:
             samples_per_sec=rate * samples_per_step,
             nonfinite_steps=int(self.nonfinite_steps.numpy()),
             loss_scale=float(result["loss_scale"]) if self.loss_scaling else None,
+            rules=rules,
         )
         self._append_metrics(
             step,
             "train",
             {
-                **{k: means[k] for k in LOSS_TERMS},
+                **means,
+                **rules,
                 "learning_rate": float(result["learning_rate"]),
-                "grad_norm": means["grad_norm"],
                 "steps_per_sec": rate,
                 "samples_per_sec": rate * samples_per_step,
             },

@@ -1,0 +1,403 @@
+"""Objectives beside the likelihood: spectral losses against NumPy, gradients through the reverse
+pass against finite differences, the composed objective, learning-rate rules, the divergence guard,
+and the discriminators' warm-up, checkpoint and resume in the trainer."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+import pytest
+import scipy.signal
+import tensorflow as tf
+from test_training import FRAMES, clips, stream_fn, tiny_params, variables_by_path
+
+import tfwaveglow
+from tfwaveglow import training
+from tfwaveglow.audio import mel_spectrogram
+from tfwaveglow.objectives import spectral
+from tfwaveglow.objectives.composite import TrainingObjective
+from tfwaveglow.training.guards import DivergenceGuard, LearningRateScale, PlateauRule
+
+# Resolutions that fit the tiny model's 1024-sample segments (FFT / hop / window).
+SMALL_STFT = {
+    "spectral__fft_sizes": [256, 512, 128],
+    "spectral__hop_sizes": [32, 64, 16],
+    "spectral__win_lengths": [128, 256, 64],
+}
+SMALL_DISCRIMINATORS = {
+    "adversarial__mrd_fft_sizes": [128, 256],
+    "adversarial__mrd_hop_sizes": [32, 64],
+    "adversarial__mrd_win_lengths": [128, 256],
+    "adversarial__mpd_periods": [2, 3],
+    "adversarial__mpd_channels": [4, 8],
+}
+SPECTRAL = {"loss__nll": 0.1, "loss__stft": 1.0, "loss__mel": 1.0, **SMALL_STFT}
+ADVERSARIAL = {**SPECTRAL, "loss__adv": 0.1, "loss__fm": 0.2, **SMALL_DISCRIMINATORS}
+
+
+# ----------------------------------------------------------------------------- NumPy references
+def numpy_magnitude(audio, fft_size, hop, win, floor=1e-7):
+    """|STFT| of centred frames (reflect padding), SciPy's periodic Hann zero-padded to the FFT size."""
+    window = np.zeros(fft_size)
+    left = (fft_size - win) // 2
+    window[left : left + win] = scipy.signal.get_window("hann", win, fftbins=True)
+    padded = np.pad(audio.astype(np.float64), [(0, 0), (fft_size // 2, fft_size // 2)], mode="reflect")
+    count = 1 + (padded.shape[1] - fft_size) // hop
+    frames = np.stack([padded[:, i * hop : i * hop + fft_size] for i in range(count)], axis=1)
+    spectrum = np.fft.rfft(frames * window, axis=-1)
+    return np.sqrt(np.maximum(np.abs(spectrum) ** 2, floor))
+
+
+def numpy_stft_loss(real, fake, resolutions):
+    sc, mag = [], []
+    for fft_size, hop, win in resolutions:
+        r, f = numpy_magnitude(real, fft_size, hop, win), numpy_magnitude(fake, fft_size, hop, win)
+        sc.append(np.sqrt(np.sum((r - f) ** 2)) / np.sqrt(np.sum(r**2)))
+        mag.append(np.mean(np.abs(np.log(r) - np.log(f))))
+    return np.mean(sc) + np.mean(mag), np.mean(sc), np.mean(mag)
+
+
+def speechlike(n, length, seed):
+    rng = np.random.default_rng(seed)
+    t = np.arange(length) / 22050
+    tone = np.sin(2 * np.pi * rng.uniform(100, 300, (n, 1)) * t) * 0.3
+    return (tone + 0.05 * rng.standard_normal((n, length))).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- spectral losses
+def test_multi_resolution_stft_loss_matches_numpy():
+    real, fake = speechlike(2, 3000, 0), speechlike(2, 3000, 1)
+    resolutions = [(1024, 120, 600), (2048, 240, 1200), (512, 50, 240)]
+    terms = spectral.multi_resolution_stft_loss(real, fake, *zip(*resolutions))
+    total, sc, mag = numpy_stft_loss(real, fake, resolutions)
+    assert float(terms["loss/stft"]) == pytest.approx(total, rel=1e-4)
+    assert float(terms["loss/stft_sc"]) == pytest.approx(sc, rel=1e-4)
+    assert float(terms["loss/stft_mag"]) == pytest.approx(mag, rel=1e-4)
+    same = spectral.multi_resolution_stft_loss(real, real, *zip(*resolutions))
+    assert float(same["loss/stft"]) == 0.0
+
+
+def test_log_mel_l1_matches_the_front_end_of_preprocessing():
+    """The differentiable log-mel equals tfwaveglow.audio.mel_spectrogram (NumPy, float64) where it matters."""
+    params = tfwaveglow.load_params(None)
+    real, fake = speechlike(2, 5000, 2), speechlike(2, 5000, 3)
+    ours = spectral.log_mel(real, params.audio).numpy()
+    reference = np.stack([mel_spectrogram(x, params.audio) for x in real])
+    np.testing.assert_allclose(ours, reference, atol=2e-3)
+    expected = np.mean(np.abs(reference - np.stack([mel_spectrogram(x, params.audio) for x in fake])))
+    assert float(spectral.log_mel_l1(real, fake, params.audio)) == pytest.approx(expected, rel=1e-3)
+
+
+@pytest.mark.parametrize("term,level", [("stft", 0.0), ("stft", 1e-6), ("mel", 0.0), ("mel", 1e-3)])
+def test_spectral_losses_have_gradients_on_silence(term, level):
+    """The power floors keep the square root differentiable on silent and near-silent output.
+
+    Exactly silent output has a zero gradient (the power is quadratic in it). The log-mel's own
+    clamp (mel at 1e-5) leaves output under it without a gradient, as in every front end that clamps.
+    """
+    params = tfwaveglow.load_params(None)
+    fake = tf.Variable(level * np.random.default_rng(0).standard_normal((1, 2048)).astype(np.float32))
+    real = speechlike(1, 2048, 4)
+    with tf.GradientTape() as tape:
+        if term == "stft":
+            loss = spectral.multi_resolution_stft_loss(real, fake, [512], [128], [512])["loss/stft"]
+        else:
+            loss = spectral.log_mel_l1(real, fake, params.audio)
+    grad = tape.gradient(loss, fake).numpy()
+    assert np.all(np.isfinite(grad))
+    assert np.any(grad != 0) == (level > 0)
+
+
+# ----------------------------------------------------------------------------- gradients through infer
+def tiny_model(**overrides):
+    params = tiny_params(**overrides)
+    model = tfwaveglow.WaveGlow.from_params(params, weight_norm=False)
+    mel, _ = clips(2)
+    model.forward(mel, np.zeros((2, 1024), np.float32))  # builds the variables
+    rng = np.random.default_rng(0)
+    # Non-zero end layers (a fresh WN's are zero), so every weight shapes the output.
+    for v in model.trainable_variables:
+        if np.all(v.numpy() == 0):
+            v.assign(0.05 * rng.standard_normal(v.shape).astype(np.float32))
+    return params, model, mel
+
+
+@pytest.mark.parametrize("loss", ["weighted_sum", "spectral"])
+def test_gradient_through_infer_matches_finite_differences(loss):
+    """The tape's gradient of a loss on ``infer``'s output against central differences, per variable.
+
+    ``spectral`` is the spectral convergence plus the log-mel L1; the log-magnitude L1 is left
+    out because near-empty bins make its finite differences at float32 steps meaningless.
+    """
+    params, model, mel = tiny_model(**SMALL_STFT)
+    z = tf.random.stateless_normal(model.latent_shape(mel), seed=[1, 2])
+    rng = np.random.default_rng(1)
+    weights = tf.constant(rng.standard_normal((2, FRAMES * 256)).astype(np.float32))
+    target = speechlike(2, FRAMES * 256, 5)
+    s = params.spectral
+
+    def objective():
+        x = model.infer(mel, sigma=0.6, z=z)
+        if loss == "weighted_sum":
+            return tf.reduce_sum(weights * x)
+        terms = spectral.multi_resolution_stft_loss(target, x, s.fft_sizes, s.hop_sizes, s.win_lengths)
+        return terms["loss/stft_sc"] + spectral.log_mel_l1(target, x, params.audio)
+
+    with tf.GradientTape() as tape:
+        value = objective()
+    grads = tape.gradient(value, model.trainable_variables)
+    checked = 0
+    for var, grad in zip(model.trainable_variables, grads):
+        assert grad is not None, var.path
+        flat = np.abs(grad.numpy()).ravel()
+        index = np.unravel_index(int(np.argmax(flat)), var.shape)  # the most sensitive entry of each variable
+        if flat.max() < 1e-3:
+            continue
+        original = var.numpy()
+        eps = 1e-2 * max(1.0, abs(float(original[index])))
+        values = []
+        for sign in (1, -1):
+            shifted = original.copy()
+            shifted[index] += sign * eps
+            var.assign(shifted)
+            values.append(float(objective()))
+        var.assign(original)
+        numeric = (values[0] - values[1]) / (2 * eps)
+        assert float(grad.numpy()[index]) == pytest.approx(numeric, rel=5e-2, abs=1e-3), var.path
+        checked += 1
+    assert checked >= len(model.trainable_variables) // 2
+
+
+# ----------------------------------------------------------------------------- the composed objective
+def test_default_weights_are_the_nll_alone():
+    params, model, mel = tiny_model()
+    _, audio = clips(2)
+    objective = TrainingObjective(params)
+    assert not objective.uses_reverse_pass and objective.mode_for_step(0) == "nll"
+    terms = objective(model, mel, audio, mode="nll")
+    nll = float(tfwaveglow.nll_loss(model.forward(mel, audio)))
+    assert float(terms["loss/total"]) == float(terms["loss/nll"]) == pytest.approx(nll, rel=1e-6)
+    assert not any(k in terms for k in ("loss/stft", "loss/mel", "loss/adv"))
+
+
+def test_weighted_terms_sum_to_the_objective():
+    params, model, mel = tiny_model(loss__nll=0.3, loss__stft=2.0, loss__mel=0.5, **SMALL_STFT)
+    _, audio = clips(2)
+    z = tf.random.stateless_normal(model.latent_shape(mel), seed=[3, 4])
+    terms = TrainingObjective(params)(model, mel, audio, mode="reverse", z=z)
+    expected = 0.3 * terms["loss/nll"] + 2.0 * terms["loss/stft"] + 0.5 * terms["loss/mel"]
+    assert float(terms["objective/generator"]) == pytest.approx(float(expected), rel=1e-6)
+    fake = model.infer(mel, sigma=params.spectral.sigma, z=z)[:, :1024].numpy()
+    s = params.spectral
+    reference, _, _ = numpy_stft_loss(audio, fake, list(zip(s.fft_sizes, s.hop_sizes, s.win_lengths)))
+    assert float(terms["loss/stft"]) == pytest.approx(reference, rel=1e-3)
+
+
+def test_every_kth_step_and_the_adversarial_warm_up_and_ramp():
+    params = tiny_params(spectral__every=3, adversarial__warmup_steps=4, adversarial__ramp_steps=4, **ADVERSARIAL)
+    objective = TrainingObjective(params, discriminators=object())
+    modes = [objective.mode_for_step(k) for k in range(10)]
+    assert modes == ["discriminator", "nll", "nll", "discriminator", "nll", "nll", "reverse", "nll", "nll", "reverse"]
+    assert [objective.adversarial_scale(k) for k in range(3, 10)] == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    with pytest.raises(ValueError, match="needs discriminators"):
+        TrainingObjective(params)
+
+
+# ----------------------------------------------------------------------------- learning-rate rules
+@pytest.mark.parametrize("schedule", ["exponential", "cosine"])
+def test_decay_over_the_cpu_budget_and_the_scale(schedule):
+    lr = training.TrainLearningRate(
+        2e-4, schedule, warmup_steps=10, decay_rate=0.05, decay_over="cpu_budget", budget_seconds=3600.0
+    )
+    clock, scale = tf.Variable(0.0, dtype=tf.float64), tf.Variable(1.0)
+    lr.clock, lr.scale = clock, scale
+    for seconds, step, factor in [(0, 0, 1.0), (900, 50, 1.0), (1800, 500, 0.5), (3600, 900, 0.25), (5000, 950, 1.0)]:
+        clock.assign(seconds)
+        scale.assign(factor)
+        u = min(seconds / 3600, 1.0) if schedule == "cosine" else seconds / 3600
+        decay = 0.05**u if schedule == "exponential" else 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * u))
+        warm = min(1.0, (step + 1) / 10)
+        assert float(lr(step)) == pytest.approx(2e-4 * warm * decay * factor, rel=1e-5)
+    with pytest.raises(ValueError, match="budget_seconds"):
+        training.TrainLearningRate(1e-4, "cosine", decay_over="cpu_budget")
+    with pytest.raises(tfwaveglow.ConfigError, match="cpu_budget needs train.cpu_seconds_budget"):
+        tiny_params(train__lr_decay_over="cpu_budget")
+
+
+def test_plateau_rule_lowers_the_scale_after_patience_validations_without_gain():
+    scale = LearningRateScale()
+    rule = PlateauRule(patience=2, factor=0.5, min_delta=0.01, metric="loss/mel")
+    scores = [1.0, 0.9, 0.895, 0.899, 0.8, 0.85, 0.81, 0.79, 0.795, 0.80]
+    lowered = [rule.observe({"loss/mel": s}, scale) for s in scores]
+    # Gains over 0.01: 1.0 -> 0.9 -> 0.8 -> 0.79? (no: 0.79 > 0.8 - 0.01 is false, 0.79 < 0.79 is false)
+    assert lowered == [False, False, False, True, False, False, True, False, False, True]
+    assert float(scale.value.numpy()) == pytest.approx(0.125)
+    assert int(scale.plateau_reductions.numpy()) == 3
+    with pytest.raises(KeyError, match="loss/mel"):
+        rule.observe({"loss/total": 1.0}, scale)
+
+
+def test_divergence_guard_flags_spikes_after_its_warm_up_and_keeps_its_levels():
+    guard = DivergenceGuard(factor=5.0, decay=0.5, warmup_steps=3, num_modes=2)
+    finite = tf.constant(True)
+    history = [(1.0, 2.0), (1.2, 2.2), (0.8, 1.8), (1.1, 2.0), (50.0, 2.0), (1.0, 40.0), (1.0, 2.0)]
+    spikes = [bool(guard.judge(0, tf.constant(loss), tf.constant(gn), finite)) for loss, gn in history]
+    assert spikes == [False, False, False, False, True, True, False]
+    # The levels follow the accepted steps only (NumPy replay of the moving averages).
+    mean, dev, gn_mean = 1.0, 0.0, 2.0
+    for loss, gn in [history[i] for i in (1, 2, 3, 6)]:
+        mean, dev, gn_mean = 0.5 * mean + 0.5 * loss, 0.5 * dev + 0.5 * abs(loss - mean), 0.5 * gn_mean + 0.5 * gn
+    assert float(guard.loss_mean[0]) == pytest.approx(mean, rel=1e-6)
+    assert float(guard.loss_dev[0]) == pytest.approx(dev, rel=1e-6)
+    assert float(guard.grad_norm_mean[0]) == pytest.approx(gn_mean, rel=1e-6)
+    assert int(guard.count[1]) == 0 and int(guard.spikes.numpy()) == 2
+    off = DivergenceGuard(factor=0.0, decay=0.5, warmup_steps=0, num_modes=1)
+    assert not bool(off.judge(0, tf.constant(1e9), tf.constant(1e9), finite))
+
+
+def test_a_forced_blow_up_is_skipped_then_rolled_back_with_a_lower_rate(tmp_path):
+    """Steps 7-12 of the first pass see audio 1e4 times louder: the guard skips them, the fifth in a row
+    rolls the run back to ckpt-4 with half the rate, and the run goes on to its end on clean data."""
+    params = tiny_params(
+        train__checkpoint_every=4,
+        train__guard_factor=10.0,
+        train__guard_warmup_steps=3,
+        train__guard_max_skips=5,
+        train__guard_lr_factor=0.5,
+        train__summary_every=1,
+    )
+    mel, audio = clips(16)
+    clean = stream_fn(mel, audio)
+    opened = []
+
+    def dataset_fn(start_step, context=None):
+        dataset = clean(start_step, context)
+        opened.append(start_step)
+        if len(opened) > 1:
+            return dataset
+        boost = tf.data.Dataset.range(start_step, 10**6).map(
+            lambda k: tf.where(tf.logical_and(k >= 6, k < 12), 1e4, 1.0)
+        )
+        return tf.data.Dataset.zip((dataset, boost)).map(lambda batch, b: (batch[0], batch[1] * tf.cast(b, tf.float32)))
+
+    trainer = training.Trainer(params, tmp_path / "run")
+    trainer.restore()
+    summary = trainer.fit(dataset_fn, steps=14)
+    assert opened == [0, 4]
+    assert summary["step"] == 14 and int(trainer.step.numpy()) == 14
+    assert int(trainer.lr_scale.rollbacks.numpy()) == 1
+    assert float(trainer.lr_scale.value.numpy()) == 0.5
+    assert int(trainer.guard.spikes.numpy()) == 0  # restored with ckpt-4, then no more spikes
+    assert float(trainer.optimizer.learning_rate) == pytest.approx(0.5 * params.train.learning_rate)
+    # The optimizer made steps 1-4 and, after the rollback, 5-14.
+    assert int(trainer.optimizer.iterations.numpy()) == 14
+    with open(tmp_path / "run" / "metrics.csv", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r["split"] == "train"]
+    assert [int(r["step"]) for r in rows] == list(range(1, 15))
+    assert [float(r["rollbacks"]) for r in rows] == [0] * 4 + [1] * 10
+    assert all(float(r["lr_scale"]) == 0.5 for r in rows[4:])
+
+
+def test_a_blow_up_with_nothing_to_roll_back_to_stops(tmp_path):
+    params = tiny_params(train__guard_factor=10.0, train__guard_warmup_steps=2, train__guard_max_skips=2)
+    mel, audio = clips(8)
+    audio[4:] *= 1e5
+    batches = tf.data.Dataset.from_tensor_slices((mel.reshape(2, 4, FRAMES, 16), audio.reshape(2, 4, 1024)))
+    batches = batches.repeat(1).concatenate(batches.skip(1).repeat(4))
+    trainer = training.Trainer(params, tmp_path / "run")
+    trainer.restore()
+    with pytest.raises(training.NonFiniteTrainingError, match="no checkpoint to roll back to"):
+        trainer.fit(training.split_global_batches(lambda start: batches.skip(start)), steps=8)
+
+
+# ----------------------------------------------------------------------------- the trainer with discriminators
+def test_discriminators_warm_up_alone_then_both_sides_learn(tmp_path):
+    params = tiny_params(adversarial__warmup_steps=2, adversarial__ramp_steps=2, **ADVERSARIAL)
+    trainer = training.Trainer(params, tmp_path / "run")
+    trainer.restore()
+    mel, audio = clips(4)
+    batch = (tf.constant(mel), tf.constant(audio))
+    generator = variables_by_path(trainer.model.trainable_variables)
+    discriminators = variables_by_path(trainer.discriminators.trainable_variables)
+    results = [trainer.train_step(batch) for _ in range(2)]
+    assert all(r["applied"] and "grad_norm" not in r and r["disc_grad_norm"] > 0 for r in results)
+    for key, value in variables_by_path(trainer.model.trainable_variables).items():
+        np.testing.assert_array_equal(value, generator[key], err_msg=key)
+    assert any(
+        not np.array_equal(v, discriminators[k])
+        for k, v in variables_by_path(trainer.discriminators.trainable_variables).items()
+    )
+    result = trainer.train_step(batch)
+    assert result["applied"] and result["grad_norm"] > 0
+    for key in ("loss/nll", "loss/stft", "loss/mel", "loss/adv", "loss/fm", "loss/disc"):
+        assert np.isfinite(result[key]), key
+    # Step 3 is the first of the ramp: adversarial weights at half.
+    expected = 0.1 * result["loss/nll"] + result["loss/stft"] + result["loss/mel"]
+    expected += 0.5 * (0.1 * result["loss/adv"] + 0.2 * result["loss/fm"])
+    assert result["loss/total"] == pytest.approx(expected, rel=1e-5)
+    assert int(trainer.discriminator_optimizer.iterations.numpy()) == 3
+    assert int(trainer.optimizer.iterations.numpy()) == 1
+    assert trainer.trace_count == 2  # one compiled step per mode
+
+
+def test_resume_with_discriminators_repeats_an_uninterrupted_run_exactly(tmp_path):
+    """Deterministic mode: 5 steps straight == 3 steps, then a fresh trainer restores every slot and runs 2."""
+    params = tiny_params(
+        train__deterministic=True, adversarial__warmup_steps=1, train__guard_factor=10.0, **ADVERSARIAL
+    )
+    mel, audio = clips(16)
+
+    def run(directory, *stops):
+        trainer = None
+        for stop in stops:
+            trainer = training.Trainer(params, tmp_path / directory)
+            trainer.restore()
+            trainer.fit(stream_fn(mel, audio), steps=stop)
+        return trainer
+
+    straight, resumed = run("straight", 5), run("resumed", 3, 5)
+    for a, b in [
+        (straight.model.weights, resumed.model.weights),
+        (straight.discriminators.weights, resumed.discriminators.weights),
+        (straight.discriminator_optimizer.variables, resumed.discriminator_optimizer.variables),
+    ]:
+        a, b = variables_by_path(a), variables_by_path(b)
+        assert a.keys() == b.keys() and a
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    for a, b in zip(straight.guard.variables, resumed.guard.variables, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.name)
+    # The guard judged one warm-up step and four generator steps, each mode on its own levels.
+    assert [int(c) for c in straight.guard.count.numpy()] == [0, 4, 1]
+    assert int(resumed.discriminator_optimizer.iterations.numpy()) == 5
+
+
+def test_an_nll_checkpoint_resumes_with_discriminators_added(tmp_path):
+    """Discriminators added to a run's config start fresh; the flow and its optimizer resume."""
+    mel, audio = clips(8)
+    first = training.Trainer(tiny_params(**SMALL_STFT, **SMALL_DISCRIMINATORS), tmp_path / "run")
+    first.restore()
+    first.fit(stream_fn(mel, audio), steps=2)
+    second = training.Trainer(tiny_params(**ADVERSARIAL), tmp_path / "run")
+    assert second.restore() == 2
+    for key, value in variables_by_path(first.model.weights).items():
+        np.testing.assert_array_equal(variables_by_path(second.model.weights)[key], value, err_msg=key)
+    second.fit(stream_fn(mel, audio), steps=3)
+    assert int(second.discriminator_optimizer.iterations.numpy()) == 1
+
+
+def test_bfloat16_training_with_every_objective_keeps_float32_variables(tmp_path):
+    params = tiny_params(**ADVERSARIAL)
+    trainer = training.Trainer(params, tmp_path / "run", mixed_precision="bfloat16")
+    try:
+        mel, audio = clips(4)
+        result = trainer.train_step((tf.constant(mel), tf.constant(audio)))
+        assert result["applied"] and all(np.isfinite(result[k]) for k in ("loss/stft", "loss/mel", "loss/adv"))
+        assert all(v.dtype == tf.float32 for v in trainer.model.trainable_variables)
+        assert all(v.dtype == tf.float32 for v in trainer.discriminators.trainable_variables)
+    finally:
+        import keras
+
+        keras.mixed_precision.set_global_policy("float32")
