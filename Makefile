@@ -9,17 +9,18 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.installed-run: setup.cfg pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+# The demo's table scores with PESQ, STOI and DNSMOS: the package with its eval extra.
+$(VENV)/.installed-demo: setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e ".[eval]"
 	touch $@
 
 $(VENV)/.installed-test: setup.cfg pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e ".[test,torch,eval]"
-	touch $@ $(VENV)/.installed-run
+	touch $@ $(VENV)/.installed-demo
 
 # Copy synthesis of examples/ with the shipped model into demo_output/ (docs/demo.md);
 # e.g. make demo DEMO_ARGS="--input_dir=my_wavs --output_dir=out".
-demo: $(VENV)/.installed-run
+demo: $(VENV)/.installed-demo
 	$(BIN)/python -m tfwaveglow.demo $(DEMO_ARGS)
 
 lint: $(VENV)/.installed-test

@@ -5,10 +5,12 @@
 
 Each ``--evaluation`` is ``LABEL=PATH``, PATH an ``evaluation.json`` or the directory that
 holds it; the sets appear in the order given. For every set the table has one row per
-system (WaveGlow, and Griffin-Lim where the report ran it) with the number of files
-evaluated, their seconds of audio, and the mean log-mel distance, MCD, PESQ-WB and STOI
-as ``evaluate.py`` averaged them (means over the files where the metric could be computed;
-``(n=k)`` marks a mean over fewer files than the set has). The table is printed and, with
+system (the recordings themselves and Griffin-Lim where the report scored them, and WaveGlow)
+with the number of files evaluated, their seconds of audio, and the mean log-mel distance,
+MCD, PESQ-WB, STOI and DNSMOS SIG, BAK, OVRL and P.808 as ``evaluate.py`` averaged them (means
+over the files where the metric could be computed; ``(n=k)`` marks a mean over fewer files
+than the set has). Reports written before ``evaluate.py`` scored the recordings and DNSMOS
+have no such row or columns: their cells read ``–``. The table is printed and, with
 ``--output``, written there with a JSON twin (``.json`` in place of ``.md``). See docs/evaluation.md.
 """
 
@@ -20,14 +22,24 @@ import sys
 
 from absl import app, flags
 
-SYSTEMS = (("waveglow", "WaveGlow"), ("griffin_lim", "Griffin-Lim"))
+SYSTEMS = (("reference", "Recording"), ("waveglow", "WaveGlow"), ("griffin_lim", "Griffin-Lim"))
+# What a report without a "systems" list scored (evaluate.py before it listed them).
+LEGACY_SYSTEMS = ("waveglow", "griffin_lim")
 # (key in evaluation.json, column label, decimals): the decimals of evaluate.py's own tables.
 METRICS = (
     ("log_mel_distance", "log-mel dist.", 3),
     ("mcd", "MCD (dB)", 2),
     ("pesq_wb", "PESQ-WB", 2),
     ("stoi", "STOI", 3),
+    ("dnsmos_sig", "DNSMOS SIG", 2),
+    ("dnsmos_bak", "DNSMOS BAK", 2),
+    ("dnsmos_ovrl", "DNSMOS OVRL", 2),
+    ("dnsmos_p808", "DNSMOS P.808", 2),
 )
+# Metrics every report has; the others (DNSMOS) came later and may be absent from a report.
+REQUIRED_METRICS = ("log_mel_distance", "mcd", "pesq_wb", "stoi")
+# An absent metric's average (a report from before the metric existed).
+_ABSENT = {"mean": None, "files": None}
 JSON_NAME = "evaluation.json"
 
 FLAGS = flags.FlagValues()
@@ -65,7 +77,8 @@ def load_evaluation(path: str) -> dict:
 
     Returns:
       The report as a dict, checked to have ``num_files``, ``num_failed``,
-      ``total_seconds_of_audio`` and ``average[system][metric]`` with ``mean`` and ``files``.
+      ``total_seconds_of_audio`` and ``average[system][metric]`` with ``mean`` and ``files``
+      (for the DNSMOS metrics only where the report has them).
     """
     if os.path.isdir(path):
         path = os.path.join(path, JSON_NAME)
@@ -81,7 +94,10 @@ def load_evaluation(path: str) -> dict:
             float(result[key])
         for system, _ in report_systems(result):
             for name, _, _ in METRICS:
-                entry = result["average"][system][name]
+                averages = result["average"][system]
+                if name not in REQUIRED_METRICS and name not in averages:
+                    continue
+                entry = averages[name]
                 int(entry["files"])
                 if entry["mean"] is not None:
                     float(entry["mean"])
@@ -93,7 +109,7 @@ def load_evaluation(path: str) -> dict:
 
 def report_systems(result: dict) -> list[tuple[str, str]]:
     """``(system, label)`` of each system a report scored, in table order (``--nogriffin_lim``: WaveGlow alone)."""
-    scored = result.get("systems", [system for system, _ in SYSTEMS])
+    scored = result.get("systems", LEGACY_SYSTEMS)
     return [(system, label) for system, label in SYSTEMS if system in scored]
 
 
@@ -105,7 +121,7 @@ def summarize(sets: list[tuple[str, dict]]) -> list[dict]:
 
     Returns:
       Dicts with ``set``, ``system`` (label), ``files`` (evaluated), ``seconds``, and per metric
-      ``{"mean": float or None, "files": int}``.
+      ``{"mean": float or None, "files": int}`` (``files`` None: the report has no such metric).
     """
     rows = []
     for label, result in sets:
@@ -114,8 +130,8 @@ def summarize(sets: list[tuple[str, dict]]) -> list[dict]:
             row = {"set": label, "system": system_label, "files": evaluated}
             row["seconds"] = float(result["total_seconds_of_audio"])
             for name, _, _ in METRICS:
-                entry = result["average"][system][name]
-                row[name] = {"mean": entry["mean"], "files": int(entry["files"])}
+                entry = result["average"][system].get(name, _ABSENT)
+                row[name] = {"mean": entry["mean"], "files": None if entry["files"] is None else int(entry["files"])}
             rows.append(row)
     return rows
 
@@ -133,7 +149,7 @@ def markdown_table(rows: list[dict]) -> str:
         for name, _, digits in METRICS:
             mean, count = row[name]["mean"], row[name]["files"]
             cell = "–" if mean is None else f"{mean:.{digits}f}"
-            if count != row["files"]:
+            if count is not None and count != row["files"]:
                 cell += f" (n={count})"
             cells.append(cell)
         lines.append("| " + " | ".join(cells) + " |")

@@ -16,7 +16,7 @@ from synth_helpers import librosa_denoise
 
 import tfwaveglow
 from tfwaveglow import audio as audio_lib
-from tfwaveglow import demo, metrics
+from tfwaveglow import demo, metrics, naturalness
 from tfwaveglow.config import ExportParams
 from tfwaveglow.denoiser import BIAS_MEL_FRAMES
 
@@ -109,6 +109,8 @@ def test_summary_reports_scores_and_every_skipped_file(demo_run):
         assert entry["metrics"][system]["log_mel_distance"] > 0
     # Griffin-Lim from the exact mel scores far better than the distance between two utterances.
     assert entry["metrics"]["griffin_lim"]["log_mel_distance"] < 0.5
+    assert list(entry["metrics"]) == list(demo.SCORED) and list(summary["average"]) == list(demo.SCORED)
+    assert "errors" not in entry  # every metric, DNSMOS included, was computed
     assert summary["sigma"] == 0.6 and summary["model"] == MODEL_DIR
     skipped = {item["file"]: item["error"] for item in summary["skipped"]}
     inputs = demo_run["inputs"]
@@ -116,6 +118,43 @@ def test_summary_reports_scores_and_every_skipped_file(demo_run):
     assert skipped["empty.wav"] == f"{inputs / 'empty.wav'}: the file holds no samples"
     assert "short.wav: 300 samples, too short" in skipped["short.wav"]
     assert not (demo_run["out"] / "corrupt").exists()
+
+
+def test_the_original_and_every_output_get_naturalness_scores(demo_run):
+    """DNSMOS of each written wav, scored here from the file, is what the summary holds."""
+    summary = demo_run["summary"]
+    scores = summary["files"][0]["metrics"]
+    folder = demo_run["out"] / "speech" / "grail"
+    original = read_wav(folder / "original.wav")
+    assert {key: scores["original"][key] for key in naturalness.KEYS} == naturalness.dnsmos(original, RATE)
+    denoised = read_wav(folder / "waveglow_denoised.wav")
+    assert {key: scores["waveglow_denoised"][key] for key in naturalness.KEYS} == naturalness.dnsmos(denoised, RATE)
+    # The original against itself: each intrusive metric's ceiling.
+    assert scores["original"]["log_mel_distance"] == 0.0 and scores["original"]["mcd"] == 0.0
+    assert scores["original"]["pesq_wb"] == pytest.approx(4.64, abs=0.01) and scores["original"]["stoi"] > 0.999
+    # The recording is more natural than the shipped model's output (measured: OVRL 1.84 against 1.30).
+    assert scores["original"]["dnsmos_ovrl"] > scores["waveglow"]["dnsmos_ovrl"] + 0.3
+    for system in demo.SCORED:
+        assert all(1.0 < scores[system][key] < 5.0 for key in naturalness.KEYS), system
+        assert summary["average"][system]["dnsmos_ovrl"] == {"mean": scores[system]["dnsmos_ovrl"], "files": 1}
+
+
+def test_the_printed_table_has_every_column_filled(demo_run):
+    lines = demo.format_summary(demo_run["summary"]).splitlines()
+    columns = ["log-mel", "MCD", "PESQ", "STOI", "SIG", "BAK", "OVRL", "P.808"]
+    assert lines[0].split() == ["file", "sec", "system", *columns]
+    titles = [demo.SYSTEM_TITLES[s] for s in demo.SCORED]
+    body = lines[1:9]
+    assert body[0].startswith("speech/grail.flac") and body[4].startswith("mean")
+    for line, title in zip(body, titles * 2):
+        cells = line.split()
+        assert title in line and "-" not in cells and len(cells[-8:]) == 8, line
+        float(cells[-1])
+    scores = demo_run["summary"]["files"][0]["metrics"]
+    assert body[3].split()[-2] == f"{scores['griffin_lim']['dnsmos_ovrl']:.2f}"
+    assert sorted(line.split(":")[0] for line in lines[9:]) == [
+        f"skipped {demo_run['inputs'] / name}" for name in ("corrupt.wav", "empty.wav", "short.wav")
+    ]
 
 
 def test_bad_settings_are_clear_errors(tmp_path):
@@ -146,9 +185,10 @@ def test_settings_default_to_the_models_recommendations():
 
 
 def test_scores_without_the_eval_extra_are_null_with_the_reason(monkeypatch):
-    """`make demo` installs no pesq/pystoi: those scores become null, the rest are still computed."""
+    """Without the eval extra (a plain `pip install -e .`) PESQ, STOI and DNSMOS are null; the rest are computed."""
     monkeypatch.setitem(sys.modules, "pesq", None)  # import pesq now raises ImportError
     monkeypatch.setitem(sys.modules, "pystoi", None)
+    monkeypatch.setitem(sys.modules, "speechmos", None)
     from tfwaveglow import evaluation
 
     params = tfwaveglow.load_params(os.path.join(MODEL_DIR, "params.yaml"))
@@ -157,4 +197,15 @@ def test_scores_without_the_eval_extra_are_null_with_the_reason(monkeypatch):
     values, errors = evaluation.score(reference, noisy, params.audio)
     assert values["pesq_wb"] is None and "PESQ-WB needs the package pesq" in errors["pesq_wb"]
     assert values["stoi"] is None and "STOI needs the package pystoi" in errors["stoi"]
+    assert all(values[key] is None for key in naturalness.KEYS)
+    assert errors["dnsmos"].startswith("DNSMOS needs the package speechmos")
     assert np.isfinite(values["log_mel_distance"]) and values["log_mel_distance"] > 0 and values["mcd"] > 0
+    # The printed table shows "-" for what was not computed.
+    summary = {
+        "files": [{"file": "a.flac", "seconds": 2.0, "metrics": dict.fromkeys(demo.SCORED, values)}],
+        "average": {s: {m: {"mean": v, "files": 1} for m, v in values.items()} for s in demo.SCORED},
+        "total_seconds_of_audio": 2.0,
+        "skipped": [],
+    }
+    first = demo.format_summary(summary).splitlines()[1].split()
+    assert first[-6:] == ["-"] * 6 and first[-8] != "-"

@@ -12,7 +12,7 @@ import soundfile
 
 import evaluate
 import tfwaveglow
-from tfwaveglow import audio, evaluation, metrics
+from tfwaveglow import audio, evaluation, metrics, naturalness
 
 AP = tfwaveglow.load_params().audio
 TINY = {"model.n_flows": 2, "model.n_early_every": 4, "model.wn.n_layers": 2, "model.wn.n_channels": 8}
@@ -50,6 +50,7 @@ def reference_dir(tmp_path_factory, speech_clips):
 
 
 GOOD = ["female/airplane-let-m-sedadlo.ogg", "male/airplane-let-v-budrada.ogg"]
+SYNTHESISED = ("waveglow", "griffin_lim")
 BAD = {"bad/corrupt.ogg": "cannot read audio", "bad/empty.wav": "cannot read audio", "bad/short.wav": "300 samples"}
 
 
@@ -76,7 +77,9 @@ def test_report_settings_and_file_entries(cli_run, reference_dir, model_dir):
     assert result["reference_dir"] == reference_dir and result["model"] == model_dir
     assert (result["sigma"], result["denoiser_strength"], result["seed"]) == (0.6, 0.0, 7)
     assert result["griffin_lim_iterations"] == 60 and result["sampling_rate"] == 22050
-    assert result["packages"] == {"pesq": "0.0.4", "pystoi": "0.4.1"}
+    assert result["packages"] == {"pesq": "0.0.4", "pystoi": "0.4.1", "speechmos": "0.0.1.1", "onnxruntime": "1.32.0"}
+    assert result["systems"] == ["reference", "waveglow", "griffin_lim"]
+    assert set(result["metrics"]) == set(evaluation.METRICS)
     files = by_file(result)
     assert sorted(files) == sorted(GOOD + ["female/snippet.wav", *BAD])
     assert (result["num_files"], result["num_failed"]) == (6, 3)
@@ -91,9 +94,12 @@ def test_report_settings_and_file_entries(cli_run, reference_dir, model_dir):
             assert all(np.isfinite(v) for v in entry[system].values())
     snippet = files["female/snippet.wav"]
     assert snippet["seconds"] == pytest.approx(0.2)
-    assert set(snippet["errors"]) == {f"{s}.{m}" for s in evaluation.SYSTEMS for m in ("pesq_wb", "stoi")}
+    assert set(snippet["errors"]) == {f"{s}.{m}" for s in evaluation.SYSTEMS for m in ("pesq_wb", "stoi", "dnsmos")}
     assert "1/4 of a second" in snippet["errors"]["griffin_lim.pesq_wb"]
+    assert snippet["errors"]["waveglow.dnsmos"] == "DNSMOS: 0.20 s of audio, too short (at least 1 s)"
     assert snippet["griffin_lim"]["pesq_wb"] is None and snippet["griffin_lim"]["log_mel_distance"] > 0
+    assert all(snippet[s][m] is None for s in evaluation.SYSTEMS for m in evaluation.NATURALNESS_METRICS)
+    assert snippet["reference"]["log_mel_distance"] == 0.0 and snippet["reference"]["mcd"] == 0.0
 
 
 def test_averages_are_means_of_the_per_file_values(cli_run):
@@ -102,8 +108,9 @@ def test_averages_are_means_of_the_per_file_values(cli_run):
     for system in evaluation.SYSTEMS:
         for name in evaluation.METRICS:
             values = [e[system][name] for e in evaluated if e[system][name] is not None]
-            # PESQ and STOI fail on the 0.2 s snippet; the spectral distances do not.
-            assert result["average"][system][name]["files"] == len(values) == (2 if name in ("pesq_wb", "stoi") else 3)
+            # PESQ, STOI and DNSMOS fail on the 0.2 s snippet; the spectral distances do not.
+            spectral = name in ("log_mel_distance", "mcd")
+            assert result["average"][system][name]["files"] == len(values) == (3 if spectral else 2)
             assert result["average"][system][name]["mean"] == pytest.approx(sum(values) / len(values), rel=1e-12)
 
 
@@ -113,13 +120,28 @@ def test_griffin_lim_figures_are_sane_and_the_random_model_is_not(cli_run):
         gl, wg = files[name]["griffin_lim"], files[name]["waveglow"]
         assert gl["stoi"] > 0.8 and gl["pesq_wb"] > 2.0 and gl["log_mel_distance"] < 0.35 and gl["mcd"] < 10.0
         assert wg["log_mel_distance"] > 5 * gl["log_mel_distance"] and wg["stoi"] < gl["stoi"]
+        # The untrained model's output is noise: far less natural than the recording.
+        recording = files[name]["reference"]
+        assert wg["dnsmos_ovrl"] < recording["dnsmos_ovrl"] - 0.5 and wg["dnsmos_p808"] < recording["dnsmos_p808"]
+
+
+def test_the_recording_row_is_each_metrics_ceiling_and_its_own_naturalness(cli_run, reference_dir):
+    files = by_file(cli_run["result"])
+    for name in GOOD:
+        recording = files[name]["reference"]
+        assert recording["log_mel_distance"] == 0.0 and recording["mcd"] == 0.0
+        assert recording["pesq_wb"] == pytest.approx(4.64, abs=0.01) and recording["stoi"] == pytest.approx(1.0)
+        reference = audio.load_audio(os.path.join(reference_dir, name), 22050)
+        expected = naturalness.dnsmos(reference, 22050)
+        assert {key: recording[key] for key in naturalness.KEYS} == expected
+        assert "outputs" not in files[name] or "reference" not in files[name]["outputs"]
 
 
 def test_written_audio_is_what_was_scored(cli_run, reference_dir):
     out, files = cli_run["out"], by_file(cli_run["result"])
     for name in GOOD:
         reference = audio.load_audio(os.path.join(reference_dir, name), 22050)
-        for system in evaluation.SYSTEMS:
+        for system in SYNTHESISED:
             path = os.path.join(out, files[name]["outputs"][system])
             assert path.endswith(os.path.splitext(name)[0] + ".wav") and f"/{system}/" in path
             info = soundfile.info(path)
@@ -130,6 +152,8 @@ def test_written_audio_is_what_was_scored(cli_run, reference_dir):
             assert metrics.log_mel_distance(reference, written, AP) == pytest.approx(
                 scored["log_mel_distance"], abs=1e-9
             )
+            if system == "griffin_lim":  # DNSMOS scores what was written (one system, to keep the test short)
+                assert naturalness.dnsmos(written, 22050) == {key: scored[key] for key in naturalness.KEYS}
     assert not os.path.exists(os.path.join(out, "waveglow", "bad"))
 
 
@@ -138,18 +162,32 @@ def test_markdown_table_and_errors(cli_run):
     assert cli_run["stdout"].strip() == markdown.strip()
     lines = markdown.splitlines()
     header = next(line for line in lines if line.startswith("| file |"))
-    assert header.count("|") == 2 + 1 + 8
-    rows = {line.split("|")[1].strip(): line for line in lines if line.startswith("| `")}
-    assert sorted(rows) == sorted(f"`{name}`" for name in GOOD + ["female/snippet.wav"])
-    gl_stoi = by_file(result)[GOOD[0]]["griffin_lim"]["stoi"]
-    assert f"{gl_stoi:.3f}" in rows[f"`{GOOD[0]}`"]
-    mean_row = next(line for line in lines if line.startswith("| **mean**"))
-    cells = [c.strip() for c in mean_row.split("|")[1:-1]]
-    assert cells[3] == f"**{result['average']['griffin_lim']['log_mel_distance']['mean']:.3f}**"
-    assert cells[9] == f"**{result['average']['griffin_lim']['stoi']['mean']:.3f}** (n=2)"
+    cells = [c.strip() for c in header.split("|")[1:-1]]
+    assert cells == ["file", "seconds", "system"] + [evaluation.METRIC_LABELS[m] for m in evaluation.METRICS]
+    assert cells[-4:] == ["DNSMOS SIG", "DNSMOS BAK", "DNSMOS OVRL", "DNSMOS P.808"]
+    table = lines[lines.index(header) + 2 :]
+    table = table[: table.index("")]
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in table]
+    # Per file: the recording, WaveGlow, Griffin-Lim; the file and its seconds on the first row only.
+    files = [f"`{name}`" for name in sorted(GOOD + ["female/snippet.wav"])] + ["**mean**"]
+    assert [row[0] for row in rows] == [c for name in files for c in (name, "", "")]
+    assert [row[2] for row in rows] == ["Recording", "WaveGlow", "Griffin-Lim"] * 4
+    first = by_file(result)[GOOD[0]]
+    row = rows[[r[0] for r in rows].index(f"`{GOOD[0]}`") + 2]
+    assert row[6] == f"{first['griffin_lim']['stoi']:.3f}" and row[9] == f"{first['griffin_lim']['dnsmos_ovrl']:.2f}"
+    recording = rows[[r[0] for r in rows].index(f"`{GOOD[0]}`")]
+    assert recording[3:6] == ["0.000", "0.00", f"{first['reference']['pesq_wb']:.2f}"]
+    snippet = rows[[r[0] for r in rows].index("`female/snippet.wav`")]
+    assert snippet[5:] == ["–"] * 6  # PESQ, STOI and DNSMOS fail on 0.2 s
+    mean_gl = rows[-1]
+    average = result["average"]["griffin_lim"]
+    assert mean_gl[3] == f"**{average['log_mel_distance']['mean']:.3f}**"
+    assert mean_gl[6] == f"**{average['stoi']['mean']:.3f}** (n=2)"
+    assert mean_gl[9] == f"**{average['dnsmos_ovrl']['mean']:.2f}** (n=2)"
     for name, reason in BAD.items():
         assert any(line.startswith(f"- `{name}`: not evaluated:") and reason in line for line in lines)
     assert any(line.startswith("- `female/snippet.wav` Griffin-Lim PESQ-WB: PESQ:") for line in lines)
+    assert "- `female/snippet.wav` Recording DNSMOS: DNSMOS: 0.20 s of audio, too short (at least 1 s)" in lines
 
 
 def test_library_run_reproduces_the_scores(cli_run, model_dir, reference_dir):
@@ -217,16 +255,18 @@ def test_without_griffin_lim_the_model_scores_are_unchanged(cli_run, model_dir, 
     with open(os.path.join(out, "evaluation.json")) as f:
         alone = json.load(f)
     full = cli_run["result"]
-    assert full["systems"] == ["waveglow", "griffin_lim"]
+    assert full["systems"] == ["reference", "waveglow", "griffin_lim"]
     assert alone["systems"] == ["waveglow"] and alone["griffin_lim_iterations"] is None
     assert list(alone["average"]) == ["waveglow"] and alone["average"]["waveglow"] == full["average"]["waveglow"]
     files, full_files = by_file(alone), by_file(full)
     for name in GOOD + ["female/snippet.wav"]:
         assert "griffin_lim" not in files[name] and files[name]["waveglow"] == full_files[name]["waveglow"]
-        assert all(not key.startswith("griffin_lim") for key in files[name].get("errors", {}))
+        assert "reference" not in files[name]
+        assert all(key.startswith("waveglow.") for key in files[name].get("errors", {}))
         assert list(files[name]["outputs"]) == ["waveglow"]
     assert not os.path.exists(os.path.join(out, "griffin_lim"))
     markdown = stdout.getvalue()
-    assert "Griffin-Lim not run" in markdown
+    assert "Griffin-Lim not run" in markdown and "Recording" not in markdown
     header = next(line for line in markdown.splitlines() if line.startswith("| file |"))
-    assert header.count("|") == 2 + 1 + 4 and "Griffin-Lim" not in header
+    assert header.count("|") == 1 + 3 + len(evaluation.METRICS)
+    assert not any("| Griffin-Lim |" in line for line in markdown.splitlines())

@@ -20,9 +20,15 @@ def summarize():
     return module
 
 
+NAMES = ("log_mel_distance", "mcd", "pesq_wb", "stoi")
+NATURALNESS = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808")
+# The four DNSMOS cells of a report written before evaluate.py computed DNSMOS.
+NO_DNSMOS = " – | – | – | – |"
+
+
 def _report(num_files, num_failed, seconds, waveglow, griffin_lim):
-    """An evaluate.py report with the given means; ``(mean, files)`` per metric and system."""
-    names = ("log_mel_distance", "mcd", "pesq_wb", "stoi")
+    """An evaluate.py report (without DNSMOS) with the given means; ``(mean, files)`` per metric and system."""
+    names = NAMES
     return {
         "reference_dir": "refs",
         "model": "m",
@@ -74,12 +80,13 @@ def test_table_from_two_reports(summarize, tmp_path):
     summarize.main(argv)
     text = out.read_text()
     expected_table = (
-        "| set | files | audio (s) | system | log-mel dist. | MCD (dB) | PESQ-WB | STOI |\n"
-        "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |\n"
-        "| en | 3 | 9.0 | WaveGlow | 0.412 | 7.90 | 3.10 (n=2) | 0.950 |\n"
-        "|  |  |  | Griffin-Lim | 0.200 | 6.88 | 3.54 | 0.925 |\n"
-        "| heldout | 1 | 1.2 | WaveGlow | 1.000 | 10.00 | 1.50 | 0.500 |\n"
-        "|  |  |  | Griffin-Lim | 0.200 | 6.00 | 3.21 | – (n=0) |\n"
+        "| set | files | audio (s) | system | log-mel dist. | MCD (dB) | PESQ-WB | STOI "
+        "| DNSMOS SIG | DNSMOS BAK | DNSMOS OVRL | DNSMOS P.808 |\n"
+        "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+        "| en | 3 | 9.0 | WaveGlow | 0.412 | 7.90 | 3.10 (n=2) | 0.950 |" + NO_DNSMOS + "\n"
+        "|  |  |  | Griffin-Lim | 0.200 | 6.88 | 3.54 | 0.925 |" + NO_DNSMOS + "\n"
+        "| heldout | 1 | 1.2 | WaveGlow | 1.000 | 10.00 | 1.50 | 0.500 |" + NO_DNSMOS + "\n"
+        "|  |  |  | Griffin-Lim | 0.200 | 6.00 | 3.21 | – (n=0) |" + NO_DNSMOS + "\n"
     )
     assert text.startswith("model X, step 5\n")
     assert text.endswith(expected_table)
@@ -94,6 +101,7 @@ def test_table_from_two_reports(summarize, tmp_path):
     ]
     assert twin["rows"][0]["pesq_wb"] == {"mean": 3.1, "files": 2}
     assert twin["rows"][3]["stoi"] == {"mean": None, "files": 0}
+    assert twin["rows"][3]["dnsmos_ovrl"] == {"mean": None, "files": None}  # not in the report
 
 
 def test_bad_reports_name_the_file(summarize, tmp_path):
@@ -118,8 +126,8 @@ def test_command_line(tmp_path):
         [sys.executable, _SCRIPT, f"--evaluation=Italian, male={path}"], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    assert "| Italian, male | 1 | 2.0 | WaveGlow | 0.500 | 8.00 | 2.00 | 0.900 |\n" in done.stdout
-    assert "|  |  |  | Griffin-Lim | 0.250 | 6.00 | 3.00 | 0.950 |\n" in done.stdout
+    assert "| Italian, male | 1 | 2.0 | WaveGlow | 0.500 | 8.00 | 2.00 | 0.900 |" + NO_DNSMOS + "\n" in done.stdout
+    assert "|  |  |  | Griffin-Lim | 0.250 | 6.00 | 3.00 | 0.950 |" + NO_DNSMOS + "\n" in done.stdout
 
 
 def test_report_without_griffin_lim(summarize, tmp_path):
@@ -129,4 +137,30 @@ def test_report_without_griffin_lim(summarize, tmp_path):
     report["systems"] = ["waveglow"]
     path = _write(tmp_path, "alone", report)
     table = summarize.markdown_table(summarize.summarize([("alone", summarize.load_evaluation(path))]))
-    assert table.splitlines()[2:] == ["| alone | 2 | 4.0 | WaveGlow | 0.500 | 8.00 | 2.00 | 0.900 |"]
+    assert table.splitlines()[2:] == ["| alone | 2 | 4.0 | WaveGlow | 0.500 | 8.00 | 2.00 | 0.900 |" + NO_DNSMOS]
+
+
+def test_report_with_the_recordings_and_dnsmos(summarize, tmp_path):
+    """evaluate.py today: a Recording row first, and the DNSMOS columns filled."""
+    report = _report(3, 1, 6.5, [(0.8, 2), (30.0, 2), (1.6, 2), (0.75, 2)], [(0.2, 2), (6.0, 2), (3.2, 2), (0.93, 2)])
+    report["systems"] = ["reference", "waveglow", "griffin_lim"]
+    report["average"]["reference"] = {n: {"mean": m, "files": 2} for n, m in zip(NAMES, (0.0, 0.0, 4.644, 1.0))}
+    dnsmos = {
+        "reference": (3.123, 2.875, 2.345, 3.01),
+        "waveglow": (1.6, 1.55, 1.3, 2.5),
+        "griffin_lim": (2.5, 2.5, 1.95, 2.625),
+    }
+    for system, means in dnsmos.items():
+        counts = (2, 2, 2, 1) if system == "waveglow" else (2, 2, 2, 2)
+        report["average"][system].update({n: {"mean": m, "files": k} for n, m, k in zip(NATURALNESS, means, counts)})
+    path = _write(tmp_path, "with_dnsmos", report)
+    table = summarize.markdown_table(summarize.summarize([("cs", summarize.load_evaluation(path))]))
+    assert table.splitlines()[2:] == [
+        "| cs | 2 | 6.5 | Recording | 0.000 | 0.00 | 4.64 | 1.000 | 3.12 | 2.88 | 2.35 | 3.01 |",
+        "|  |  |  | WaveGlow | 0.800 | 30.00 | 1.60 | 0.750 | 1.60 | 1.55 | 1.30 | 2.50 (n=1) |",
+        "|  |  |  | Griffin-Lim | 0.200 | 6.00 | 3.20 | 0.930 | 2.50 | 2.50 | 1.95 | 2.62 |",
+    ]
+    # A DNSMOS entry that is there must be well formed.
+    report["average"]["griffin_lim"]["dnsmos_bak"] = {"mean": "high", "files": 2}
+    with pytest.raises(summarize.SummaryError, match="not an evaluate.py report"):
+        summarize.load_evaluation(_write(tmp_path, "broken_dnsmos", report))

@@ -25,9 +25,14 @@ is the file's path under the input directory without its extension):
 
 ``summary.json`` lists every file with its duration, its outputs and each
 output's scores against the original (log-mel distance, mel-cepstral
-distortion, and wideband PESQ and STOI when the ``eval`` extra is installed;
-see :mod:`tfwaveglow.metrics`), averages, and the files that were skipped: a
-file that cannot be read is reported and the others go on.
+distortion, wideband PESQ and STOI; see :mod:`tfwaveglow.metrics`) and on its
+own (DNSMOS SIG, BAK, OVRL and P.808 naturalness, 1 to 5; see
+:mod:`tfwaveglow.naturalness`), the same for the original itself (its intrusive
+scores against itself are each metric's ceiling, its DNSMOS what a perfect copy
+would reach), averages, and the files that were skipped: a file that cannot be
+read is reported and the others go on. PESQ, STOI and DNSMOS need the ``eval``
+extra (``make demo`` installs it); without it they are ``null`` with the reason.
+A table of the scores is printed: one row per file and system.
 """
 
 from __future__ import annotations
@@ -50,7 +55,25 @@ DEFAULT_DENOISER_STRENGTH = 0.1
 
 # Output systems in file order; their wav names are "<system>.wav".
 SYSTEMS = ("waveglow", "waveglow_denoised", "griffin_lim")
-SYSTEM_TITLES = {"waveglow": "WaveGlow", "waveglow_denoised": "WaveGlow + denoiser", "griffin_lim": "Griffin-Lim"}
+# Every scored signal: the original (original.wav) and the outputs.
+SCORED = ("original", *SYSTEMS)
+SYSTEM_TITLES = {
+    "original": "Original",
+    "waveglow": "WaveGlow",
+    "waveglow_denoised": "WaveGlow + denoiser",
+    "griffin_lim": "Griffin-Lim",
+}
+# The printed table's columns: (metric, heading, decimals).
+TABLE_COLUMNS = (
+    ("log_mel_distance", "log-mel", 3),
+    ("mcd", "MCD", 2),
+    ("pesq_wb", "PESQ", 2),
+    ("stoi", "STOI", 3),
+    ("dnsmos_sig", "SIG", 2),
+    ("dnsmos_bak", "BAK", 2),
+    ("dnsmos_ovrl", "OVRL", 2),
+    ("dnsmos_p808", "P.808", 2),
+)
 ORIGINAL_NAME = "original.wav"
 MEL_IMAGE_NAME = "mels.png"
 SUMMARY_NAME = "summary.json"
@@ -175,6 +198,9 @@ def demo_file(model, params, path: str, output_dir: str, *, sigma, denoiser, den
     waves["griffin_lim"] = griffin_lim.vocode(mel, audio_params, iterations, length=length, seed=seed)
     timings["griffin_lim"] = time.perf_counter() - start
     values, outputs, errors = evaluation.score_outputs(reference, waves, audio_params)
+    original_values, original_errors = evaluation.score_reference(reference, audio_params)
+    values = {"original": original_values, **values}
+    errors.update({f"original.{name}": reason for name, reason in original_errors.items()})
 
     os.makedirs(output_dir, exist_ok=True)
     original = audio_lib.quantize_int16(reference)
@@ -299,6 +325,18 @@ def run_demo(
             "mcd": "mel-cepstral distortion in dB, no DTW (lower is better)",
             "pesq_wb": "wideband PESQ, MOS-LQO 1..4.64 (higher is better; needs the eval extra)",
             "stoi": "short-time objective intelligibility 0..1 (higher is better; needs the eval extra)",
+            "dnsmos_sig": "DNSMOS P.835 speech signal quality, no reference, about 1..5 (higher is better; "
+            "needs the eval extra)",
+            "dnsmos_bak": "DNSMOS P.835 background (noise) quality, no reference, about 1..5 (higher is better; "
+            "needs the eval extra)",
+            "dnsmos_ovrl": "DNSMOS P.835 overall quality, no reference, about 1..5 (higher is better; "
+            "needs the eval extra)",
+            "dnsmos_p808": "DNSMOS P.808 overall quality, no reference, about 1..5 (higher is better; "
+            "needs the eval extra)",
+        },
+        "scored": {
+            "original": "the original against itself (each intrusive metric's ceiling) and its own DNSMOS",
+            **{system: f"{system}.wav against the original, and its own DNSMOS" for system in SYSTEMS},
         },
         "num_files": len(files),
         "num_skipped": len(skipped),
@@ -306,7 +344,7 @@ def run_demo(
         "elapsed_seconds": time.perf_counter() - started,
         "files": files,
         "skipped": skipped,
-        "average": evaluation.average_metrics([f["metrics"] for f in files], SYSTEMS),
+        "average": evaluation.average_metrics([f["metrics"] for f in files], SCORED),
     }
     os.makedirs(output_dir, exist_ok=True)
     with open(os.path.join(output_dir, SUMMARY_NAME), "w") as f:
@@ -316,24 +354,30 @@ def run_demo(
 
 
 def format_summary(summary: dict) -> str:
-    """A plain-text table of the summary: one row per file, then the means, then the skipped files."""
-    columns = [("log_mel_distance", "log-mel", 3), ("stoi", "STOI", 3), ("pesq_wb", "PESQ", 2)]
-    short = {"waveglow": "WG", "waveglow_denoised": "WG+dn", "griffin_lim": "GL"}
-    labels = [f"{label} {short[system]}" for _, label, _ in columns for system in SYSTEMS]
-    lines = [f"{'file':40s} {'sec':>5s} " + " ".join(f"{label:>13s}" for label in labels)]
+    """A plain-text table of the summary: per file one row per scored signal, then the means, then the skipped files.
 
-    def row(name, seconds, values):
-        cells = []
-        for metric, _, digits in columns:
-            for system in SYSTEMS:
-                value = values[system][metric]
+    Columns: log-mel distance, MCD, PESQ-WB and STOI against the original, then DNSMOS SIG,
+    BAK, OVRL and P.808 of the signal alone; ``-`` where a score is missing (the ``eval``
+    extra not installed, or a metric that failed).
+    """
+    systems = [system for system in SCORED if system in summary["average"]]
+    width = max(len(SYSTEM_TITLES[system]) for system in systems)
+    head = f"{'file':36s} {'sec':>5s}  {'system':{width}s}"
+    lines = [head + "".join(f" {label:>7s}" for _, label, _ in TABLE_COLUMNS)]
+
+    def rows(name, seconds, values):
+        for i, system in enumerate(systems):
+            first = f"{name[:36]:36s} {seconds:5.2f}" if i == 0 else " " * 42
+            cells = []
+            for metric, _, digits in TABLE_COLUMNS:
+                value = values[system].get(metric)
                 cells.append("-" if value is None else f"{value:.{digits}f}")
-        return f"{name[:40]:40s} {seconds:5.2f} " + " ".join(f"{c:>13s}" for c in cells)
+            lines.append(f"{first}  {SYSTEM_TITLES[system]:{width}s}" + "".join(f" {c:>7s}" for c in cells))
 
     for entry in summary["files"]:
-        lines.append(row(entry["file"], entry["seconds"], entry["metrics"]))
+        rows(entry["file"], entry["seconds"], entry["metrics"])
     means = {s: {m: v["mean"] for m, v in values.items()} for s, values in summary["average"].items()}
-    lines.append(row("mean", summary["total_seconds_of_audio"], means))
+    rows("mean", summary["total_seconds_of_audio"], means)
     lines += [f"skipped {item['error']}" for item in summary["skipped"]]
     return "\n".join(lines)
 

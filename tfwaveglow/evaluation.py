@@ -17,12 +17,19 @@ twice:
 Both outputs are cut to the reference's length and rounded to 16-bit PCM (what
 the written ``.wav`` files hold), then scored against the reference with the
 metrics of :mod:`tfwaveglow.metrics`: log-mel spectral distance, mel-cepstral
-distortion, wideband PESQ and STOI.
+distortion, wideband PESQ and STOI; and on their own with the non-intrusive
+naturalness predictor of :mod:`tfwaveglow.naturalness` (DNSMOS P.835 SIG, BAK,
+OVRL and DNSMOS P.808, 1 to 5). The recording itself is the third system,
+``reference``: it is scored against itself (log-mel distance and MCD 0, PESQ
+about 4.64, STOI 1: the ceiling of each intrusive metric) and by DNSMOS, the
+naturalness a perfect vocoder would reach. Like Griffin-Lim, its row does not
+depend on the model and is left out with ``with_griffin_lim=False``.
 
 A reference that cannot be read or is too short gets an ``error`` entry and the
 rest go on; a metric that fails for one file (PESQ finding no utterance, say)
-leaves that value ``null`` with the reason in the file's ``errors``. Averages are
-means over the files where the metric was computed, with their count.
+leaves that value ``null`` with the reason in the file's ``errors`` (one reason,
+keyed ``dnsmos``, for the four DNSMOS values). Averages are means over the files
+where the metric was computed, with their count.
 """
 
 from __future__ import annotations
@@ -37,14 +44,16 @@ from importlib import metadata
 import numpy as np
 
 from tfwaveglow import audio as audio_lib
-from tfwaveglow import griffin_lim, metrics
+from tfwaveglow import griffin_lim, metrics, naturalness
 from tfwaveglow.config import Params, load_params
 from tfwaveglow.preprocess import find_audio_files
 
 __all__ = [
+    "INTRUSIVE_METRICS",
     "JSON_NAME",
     "MARKDOWN_NAME",
     "METRICS",
+    "NATURALNESS_METRICS",
     "SYSTEMS",
     "EvaluationError",
     "average_metrics",
@@ -58,14 +67,33 @@ __all__ = [
     "markdown_report",
     "score",
     "score_outputs",
+    "score_reference",
     "synthesize_waveglow",
     "write_report",
 ]
 
-SYSTEMS = ("waveglow", "griffin_lim")
-SYSTEM_LABELS = {"waveglow": "WaveGlow", "griffin_lim": "Griffin-Lim"}
-METRICS = ("log_mel_distance", "mcd", "pesq_wb", "stoi")
-METRIC_LABELS = {"log_mel_distance": "log-mel dist.", "mcd": "MCD (dB)", "pesq_wb": "PESQ-WB", "stoi": "STOI"}
+# The recording (scored against itself), then the two copy syntheses; table order.
+SYSTEMS = ("reference", "waveglow", "griffin_lim")
+SYSTEM_LABELS = {"reference": "Recording", "waveglow": "WaveGlow", "griffin_lim": "Griffin-Lim"}
+# Intrusive metrics (against the reference), then the non-intrusive naturalness (DNSMOS).
+INTRUSIVE_METRICS = ("log_mel_distance", "mcd", "pesq_wb", "stoi")
+NATURALNESS_METRICS = naturalness.KEYS
+METRICS = INTRUSIVE_METRICS + NATURALNESS_METRICS
+METRIC_LABELS = {
+    "log_mel_distance": "log-mel dist.",
+    "mcd": "MCD (dB)",
+    "pesq_wb": "PESQ-WB",
+    "stoi": "STOI",
+    "dnsmos_sig": "DNSMOS SIG",
+    "dnsmos_bak": "DNSMOS BAK",
+    "dnsmos_ovrl": "DNSMOS OVRL",
+    "dnsmos_p808": "DNSMOS P.808",
+}
+# The key of a file's ``errors`` entry when DNSMOS fails (one reason for its four values).
+NATURALNESS_ERROR = "dnsmos"
+ERROR_LABELS = {**METRIC_LABELS, NATURALNESS_ERROR: "DNSMOS"}
+# Packages whose versions the report records: the optional metrics' (the ``eval`` extra).
+METRIC_PACKAGES = ("pesq", "pystoi", "speechmos", "onnxruntime")
 JSON_NAME = "evaluation.json"
 MARKDOWN_NAME = "evaluation.md"
 
@@ -96,15 +124,16 @@ def load_model_and_params(model_path: str, params_path: str | None = None):
 
 
 def score(reference, degraded, audio_params) -> tuple[dict, dict]:
-    """Every metric of one degraded signal against its reference.
+    """Every metric of one degraded signal: against its reference, and DNSMOS on its own.
 
     Args:
       reference, degraded: ``[samples]`` audio at ``audio_params.sampling_rate``.
       audio_params: ``params.audio``.
 
     Returns:
-      ``(values, errors)``: ``values[metric]`` is a float, or None when the metric
-      failed, in which case ``errors[metric]`` says why.
+      ``(values, errors)``: ``values[metric]`` is a float for each of :data:`METRICS`, or
+      None when the metric failed, in which case ``errors[metric]`` says why (for the four
+      DNSMOS values one reason, ``errors["dnsmos"]``).
     """
     rate = int(audio_params.sampling_rate)
     functions = {
@@ -114,7 +143,7 @@ def score(reference, degraded, audio_params) -> tuple[dict, dict]:
         "stoi": lambda: metrics.stoi(reference, degraded, rate),
     }
     values, errors = {}, {}
-    for name in METRICS:
+    for name in INTRUSIVE_METRICS:
         try:
             values[name] = functions[name]()
         except metrics.MetricError as e:
@@ -122,7 +151,33 @@ def score(reference, degraded, audio_params) -> tuple[dict, dict]:
         except ImportError as e:
             # PESQ and STOI come from optional packages (the ``eval`` extra).
             values[name], errors[name] = None, f"{METRIC_LABELS[name]} needs the package {e.name}: {e}"
+    try:
+        values.update(naturalness.dnsmos(degraded, rate))
+    except metrics.MetricError as e:
+        values.update(dict.fromkeys(NATURALNESS_METRICS))
+        errors[NATURALNESS_ERROR] = str(e)
+    except ImportError as e:
+        # The DNSMOS networks (speechmos) and their runtime (onnxruntime): the ``eval`` extra too.
+        values.update(dict.fromkeys(NATURALNESS_METRICS))
+        errors[NATURALNESS_ERROR] = f"DNSMOS needs the package {e.name}: {e}"
     return values, errors
+
+
+def score_reference(reference, audio_params) -> tuple[dict, dict]:
+    """The recording's own row: every metric of ``reference`` against itself, and its DNSMOS.
+
+    The intrusive metrics give their ceiling (log-mel distance and MCD 0, PESQ-WB about 4.64,
+    STOI 1; a silent or too short recording fails them as it fails its copy syntheses); DNSMOS
+    gives the naturalness a perfect copy synthesis would reach.
+
+    Args:
+      reference: ``[samples]`` audio at ``audio_params.sampling_rate``, scored as given (not rounded).
+      audio_params: ``params.audio``.
+
+    Returns:
+      ``(values, errors)`` as :func:`score`.
+    """
+    return score(reference, reference, audio_params)
 
 
 def score_outputs(reference, waves: dict, audio_params) -> tuple[dict, dict, dict]:
@@ -137,7 +192,7 @@ def score_outputs(reference, waves: dict, audio_params) -> tuple[dict, dict, dic
       ``(values, outputs, errors)``: ``values[system]`` maps every metric to a float or
       None; ``outputs[system]`` is the 16-bit-valued float32 audio of each system whose
       samples were all finite; ``errors`` maps ``"<system>"`` (non-finite output) or
-      ``"<system>.<metric>"`` (a metric that failed) to the reason.
+      ``"<system>.<metric>"`` (a metric that failed; ``"<system>.dnsmos"`` for DNSMOS) to the reason.
     """
     values, outputs, errors = {}, {}, {}
     for system, wave in waves.items():
@@ -213,7 +268,7 @@ def evaluate_file(
     denoiser_strength: float = 0.0,
     with_griffin_lim: bool = True,
 ) -> tuple[dict, dict]:
-    """Copy-synthesises and scores one reference file.
+    """Copy-synthesises and scores one reference file, and scores the recording itself.
 
     Args:
       model: a :class:`tfwaveglow.WaveGlow` (weight norm folded or not).
@@ -224,13 +279,14 @@ def evaluate_file(
       griffin_lim_iterations: Griffin-Lim iterations.
       denoiser: an optional ``tfwaveglow.denoiser.Denoiser`` for the WaveGlow output.
       denoiser_strength: its strength.
-      with_griffin_lim: also run and score the Griffin-Lim baseline.
+      with_griffin_lim: also run and score the Griffin-Lim baseline, and score the recording
+        (``reference``); neither depends on the model.
 
     Returns:
       ``(entry, audio)``: the report entry (``seconds``, per-system metric values,
       ``synthesis_seconds``, and ``errors`` ``{"<system>.<metric>" or "<system>": reason}``
       when something failed) and ``{system: [samples] 16-bit-valued float32}`` for the
-      systems that produced finite audio.
+      synthesised systems that produced finite audio.
 
     Raises:
       tfwaveglow.audio.AudioError: the file cannot be read.
@@ -241,8 +297,15 @@ def evaluate_file(
     mel = audio_lib.mel_spectrogram(reference, audio_params)
     length = reference.shape[0]
     entry = {"seconds": length / float(audio_params.sampling_rate)}
+    systems = evaluated_systems(with_griffin_lim)
+    errors = {}
+    if "reference" in systems:
+        entry["reference"], reference_errors = score_reference(reference, audio_params)
+        errors.update({f"reference.{name}": reason for name, reason in reference_errors.items()})
     waves, timings = {}, {}
-    for system in evaluated_systems(with_griffin_lim):
+    for system in systems:
+        if system == "reference":
+            continue
         start = time.perf_counter()
         if system == "waveglow":
             wave = synthesize_waveglow(model, mel, sigma=sigma, seed=seed)
@@ -253,7 +316,8 @@ def evaluate_file(
             wave = griffin_lim.vocode(mel, audio_params, griffin_lim_iterations, length=length, seed=seed)
         timings[system] = time.perf_counter() - start
         waves[system] = wave
-    values, outputs, errors = score_outputs(reference, waves, audio_params)
+    values, outputs, output_errors = score_outputs(reference, waves, audio_params)
+    errors.update(output_errors)
     entry.update(values)
     entry["synthesis_seconds"] = timings
     if errors:
@@ -262,7 +326,11 @@ def evaluate_file(
 
 
 def evaluated_systems(with_griffin_lim: bool = True) -> tuple[str, ...]:
-    """The systems a copy-synthesis job runs: WaveGlow, and Griffin-Lim unless it is left out."""
+    """The systems a copy-synthesis job scores: the recording, WaveGlow and Griffin-Lim, or WaveGlow alone.
+
+    The recording's and Griffin-Lim's scores do not depend on the model, so a job that scores
+    many checkpoints on the same references leaves both out after the first.
+    """
     return SYSTEMS if with_griffin_lim else ("waveglow",)
 
 
@@ -379,8 +447,9 @@ def evaluate_directory(
       save_audio: write the synthesised audio into ``output_dir``.
       model_path: recorded in the report.
       progress: show a progress bar on stderr.
-      with_griffin_lim: also run the Griffin-Lim baseline; without it the report's
-        ``systems`` is ``["waveglow"]`` and ``griffin_lim_iterations`` is None.
+      with_griffin_lim: also run the Griffin-Lim baseline and score the recordings themselves
+        (``reference``); without them the report's ``systems`` is ``["waveglow"]`` and
+        ``griffin_lim_iterations`` is None.
 
     Returns:
       The report dict (see ``docs/evaluation.md``): settings, ``systems``, ``files`` (one entry per
@@ -454,8 +523,12 @@ def evaluate_directory(
             "(lower is better)",
             "pesq_wb": "ITU-T P.862.2 wideband PESQ at 16 kHz, MOS-LQO (higher is better)",
             "stoi": "short-time objective intelligibility, 0..1 (higher is better)",
+            "dnsmos_sig": "DNSMOS P.835 speech signal quality, no reference, about 1..5 (higher is better)",
+            "dnsmos_bak": "DNSMOS P.835 background (noise) quality, no reference, about 1..5 (higher is better)",
+            "dnsmos_ovrl": "DNSMOS P.835 overall quality, no reference, about 1..5 (higher is better)",
+            "dnsmos_p808": "DNSMOS P.808 overall quality, no reference, about 1..5 (higher is better)",
         },
-        "packages": {name: _package_version(name) for name in ("pesq", "pystoi")},
+        "packages": {name: _package_version(name) for name in METRIC_PACKAGES},
         "num_files": len(files),
         "num_failed": len(files) - len(evaluated),
         "total_seconds_of_audio": float(sum(f["seconds"] for f in evaluated)),
@@ -472,11 +545,15 @@ def _format(value, digits: int) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-_DIGITS = {"log_mel_distance": 3, "mcd": 2, "pesq_wb": 2, "stoi": 3}
+_DIGITS = {"log_mel_distance": 3, "mcd": 2, "pesq_wb": 2, "stoi": 3, **dict.fromkeys(NATURALNESS_METRICS, 2)}
 
 
 def markdown_report(result: dict) -> str:
-    """The report as markdown: settings, a table of per-file and mean scores, then every error."""
+    """The report as markdown: settings, a table of per-file and mean scores, then every error.
+
+    The table has one row per file and system (the recording, WaveGlow, Griffin-Lim), one column
+    per metric, then the means per system.
+    """
     systems = tuple(result.get("systems", SYSTEMS))
     if "griffin_lim" in systems:
         baseline = f"Griffin-Lim: pseudo-inverse mel basis, {result['griffin_lim_iterations']} iterations"
@@ -490,28 +567,38 @@ def markdown_report(result: dict) -> str:
         f"({result['num_failed']} could not be evaluated), {result['total_seconds_of_audio']:.1f} s of audio "
         f"at {result['sampling_rate']} Hz.",
         "",
-        "Lower is better for the log-mel distance and MCD, higher for PESQ (1 to 4.64) and STOI (0 to 1).",
-        "",
+        "Lower is better for the log-mel distance and MCD, higher for PESQ (1 to 4.64), STOI (0 to 1) and the "
+        "DNSMOS naturalness scores (about 1 to 5, predicted from each signal alone, no reference).",
     ]
-    header = ["file", "seconds"]
-    for name in METRICS:
-        header += [f"{METRIC_LABELS[name]} {SYSTEM_LABELS[system]}" for system in systems]
-    lines += ["| " + " | ".join(header) + " |", "| " + " | ".join(["---"] + ["---:"] * (len(header) - 1)) + " |"]
+    if "reference" in systems:
+        lines.append(
+            "The Recording rows score each reference against itself (the ceiling of the intrusive metrics) "
+            "and give its own DNSMOS, the naturalness a perfect copy would reach."
+        )
+    lines.append("")
+    header = ["file", "seconds", "system"] + [METRIC_LABELS[name] for name in METRICS]
+    lines += [
+        "| " + " | ".join(header) + " |",
+        "| --- | ---: | --- | " + " | ".join(["---:"] * len(METRICS)) + " |",
+    ]
     evaluated = [f for f in result["files"] if "error" not in f]
     for entry in evaluated:
-        row = [f"`{entry['file']}`", f"{entry['seconds']:.2f}"]
+        for i, system in enumerate(systems):
+            row = [f"`{entry['file']}`", f"{entry['seconds']:.2f}"] if i == 0 else ["", ""]
+            values = entry.get(system) or {}
+            row += [SYSTEM_LABELS[system]] + [_format(values.get(name), _DIGITS[name]) for name in METRICS]
+            lines.append("| " + " | ".join(row) + " |")
+    for i, system in enumerate(systems):
+        row = ["**mean**", f"{result['total_seconds_of_audio']:.2f}"] if i == 0 else ["", ""]
+        row.append(SYSTEM_LABELS[system])
         for name in METRICS:
-            row += [_format(entry[system][name], _DIGITS[name]) for system in systems]
-        lines.append("| " + " | ".join(row) + " |")
-    mean_row = ["**mean**", f"{result['total_seconds_of_audio']:.2f}"]
-    for name in METRICS:
-        for system in systems:
-            average = result["average"][system][name]
+            average = result["average"][system].get(name, {"mean": None, "files": 0})
             cell = f"**{_format(average['mean'], _DIGITS[name])}**"
             if average["files"] != len(evaluated):
                 cell += f" (n={average['files']})"
-            mean_row.append(cell)
-    lines += ["| " + " | ".join(mean_row) + " |", ""]
+            row.append(cell)
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
 
     problems = []
     for entry in result["files"]:
@@ -519,7 +606,7 @@ def markdown_report(result: dict) -> str:
             problems.append(f"- `{entry['file']}`: not evaluated: {entry['error']}")
         for key, reason in sorted(entry.get("errors", {}).items()):
             system, _, name = key.partition(".")
-            what = SYSTEM_LABELS[system] + (f" {METRIC_LABELS[name]}" if name else "")
+            what = SYSTEM_LABELS[system] + (f" {ERROR_LABELS.get(name, name)}" if name else "")
             problems.append(f"- `{entry['file']}` {what}: {reason}")
     if problems:
         lines += ["Errors:", "", *problems, ""]
