@@ -126,3 +126,49 @@ def run_in_fresh_process(tmp, saved_model_path: str, inputs: dict) -> tuple[dict
         env=env,
     )
     return dict(np.load(tmp / "results.npz")), json.loads((tmp / "errors.json").read_text())
+
+
+# A lighter fresh-process run: synthesize_from_latent (and, given seeds, synthesize without the
+# denoiser) only, for tests that compare an export's audio with the model and need nothing else.
+FROM_LATENT_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    sys.modules["tfwaveglow"] = None  # any import of tfwaveglow now raises ImportError
+    import numpy as np
+    import tensorflow as tf
+
+    inputs = dict(np.load(sys.argv[1]))
+    sig = tf.saved_model.load(sys.argv[2]).signatures
+    results = {}
+    results["from_latent"] = sig["synthesize_from_latent"](
+        mel=inputs["mel"], z=inputs["z"], sigma=inputs["sigma"])["audio"].numpy()
+    if "seeds" in inputs:
+        batch, frames = inputs["mel"].shape[:2]
+        results["seeded"] = sig["synthesize"](
+            mel=inputs["mel"], mel_lengths=np.full(batch, frames, np.int32), sigma=inputs["sigma"],
+            denoiser_strength=np.zeros(batch, np.float32), seed=inputs["seeds"])["audio"].numpy()
+    np.savez(sys.argv[3], **results)
+    """
+)
+
+
+def synthesize_in_fresh_process(tmp, saved_model_path: str, inputs: dict) -> dict:
+    """Calls ``synthesize_from_latent`` (and ``synthesize`` when ``inputs`` has ``seeds``) in a fresh ``python -I``.
+
+    Args:
+      tmp: a scratch directory (``pathlib.Path``).
+      saved_model_path: the version directory.
+      inputs: ``mel`` ``[B, F, n_mel]``, ``z`` ``[B, F * hop / g, g]``, ``sigma`` ``[B]`` float32 and
+        optionally ``seeds`` int64 ``[B]`` (``synthesize`` of every item's whole mel, no denoiser).
+
+    Returns:
+      ``{"from_latent": [B, F * hop]}`` and, with seeds, ``"seeded"`` ``[B, F * hop]``.
+    """
+    np.savez(tmp / "latent_inputs.npz", **inputs)
+    script = tmp / "fresh_from_latent.py"
+    script.write_text(FROM_LATENT_SCRIPT)
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    out = tmp / "latent_results.npz"
+    run([sys.executable, "-I", str(script), str(tmp / "latent_inputs.npz"), saved_model_path, str(out)],
+        cwd=str(tmp), env=env)  # fmt: skip
+    return dict(np.load(out))

@@ -23,13 +23,15 @@ path, ``1`` the version) with weight norm folded and these signatures:
 ``synthesize_from_latent``
     ``mel``, ``z`` float32 ``[batch, frames * hop / n_group, n_group]``
     (forward's layout, standard normal), ``sigma`` ``[batch]`` -> ``audio``:
-    exactly ``model.infer(mel, sigma, z)``, no denoiser, not clipped.
+    exactly ``model.infer(mel, sigma, z)`` (the post-filter included, if the model has
+    one), no denoiser, not clipped.
 
 Every signature synthesises a mel longer than ``--window_frames`` (512) in windows
-that overlap by the model's receptive field plus a frame each side, one window after
-another, and denoises in blocks: the same audio as one-shot synthesis under the same
-latent (up to float rounding), with memory flat in the length beyond the request's own
-mel, latent and audio (``docs/serving.md``).
+that overlap by the model's receptive field (the flow's, plus its post-filter's if it
+has one) plus a frame each side, one window after another, and denoises in blocks:
+the same audio as one-shot synthesis under the same latent (up to float rounding),
+with memory flat in the length beyond the request's own mel, latent and audio
+(``docs/serving.md``).
 
 Inputs are checked in the graph: a wrong channel count, zero frames, NaN/Inf,
 lengths out of range or mismatched shapes raise ``InvalidArgumentError`` with a
@@ -96,9 +98,10 @@ class WaveGlowServingModule(tf.Module):
         many frames (overlapping by the receptive field plus one frame each
         side, as ``synthesize.py`` does) and denoised in blocks, so a request's
         memory beyond its own mel, latent and audio does not grow with it.
-      precision: ``"float32"``, or ``"bfloat16"``: the conditioning and the WNs'
-        convolutions and matrix products in bfloat16, the flow (1x1 convs,
-        affine steps) and the denoiser in float32; inputs and outputs stay float32.
+      precision: ``"float32"``, or ``"bfloat16"``: the conditioning, the WNs' and
+        the post-filter's convolutions and matrix products in bfloat16, the flow
+        (1x1 convs, affine steps), the post-filter's sum with the flow's output
+        and the denoiser in float32; inputs and outputs stay float32.
     """
 
     def __init__(

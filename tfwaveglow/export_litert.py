@@ -6,7 +6,7 @@ writes one flatbuffer with the signature ``synthesize_from_latent``: inputs ``me
 float32 ``[1, frames, n_mel]``, ``z`` float32 ``[1, frames * hop / n_group, n_group]``
 (standard normal, forward's layout) and ``sigma`` float32 ``[1]``; output ``audio``
 float32 ``[1, frames * hop]``, exactly ``model.infer(mel, sigma, z)`` up to float rounding
-(not clipped, no denoiser). It runs in ``ai-edge-litert``'s interpreter with builtin ops
+(a post-filter included; not clipped, no denoiser). It runs in ``ai-edge-litert``'s interpreter with builtin ops
 only, without TensorFlow:
 
     from ai_edge_litert.interpreter import Interpreter
@@ -15,7 +15,7 @@ only, without TensorFlow:
 
 What differs from the SavedModel, and why:
 
-- The dilated convolutions are computed in the ``shifted_matmul`` form (plain matrix
+- The dilated convolutions (the WNs' and a post-filter's) are computed in the ``shifted_matmul`` form (plain matrix
   products on shifted copies; the weights are the same for every form): LiteRT's
   converter cannot lower the ``time_to_batch`` form's batch-changing ``Conv2D``.
 - The 1x1 convs' inverses are computed at export and stored as constants (LiteRT has no
@@ -50,7 +50,10 @@ LITERT_PRECISIONS = ("float32", "float16")
 
 
 def litert_model(model: WaveGlow, params: Params) -> WaveGlow:
-    """A folded copy of ``model`` computing its dilated convs as ``shifted_matmul`` (same weights)."""
+    """A folded copy of ``model`` computing its dilated convs (WNs, post-filter) as ``shifted_matmul`` (same weights).
+
+    ``params`` must describe ``model``'s architecture, post-filter included.
+    """
     folded = model.fold_weight_norm()
     copy = WaveGlow.from_params(params, dilated_conv="shifted_matmul")
     copy.copy_weights_from(folded)

@@ -13,6 +13,12 @@ Each of ``n_flows`` steps is an invertible 1x1 conv and an affine coupling;
 every ``n_early_every`` flows ``n_early_size`` channels leave early. ``z``
 concatenates the early outputs (first to leave first) and the final channels,
 which is NVIDIA's ``z`` transposed to ``[B, S / g, g]``.
+
+An optional post-filter (WG-WaveNet's; :class:`tfwaveglow.layers.PostFilter`)
+refines the flow's output waveform in synthesis: :meth:`WaveGlow.infer` returns
+``postfilter(flow output)``. It is not part of the flow: :meth:`WaveGlow.forward`
+(the likelihood on real audio) does not use it, and it learns only from losses
+on synthesised audio.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from tfwaveglow.layers.coupling import AffineCoupling
 from tfwaveglow.layers.dilated_conv import DEFAULT_MODE
 from tfwaveglow.layers.invertible_conv import Invertible1x1Conv
 from tfwaveglow.layers.kernel import KernelMixin
+from tfwaveglow.layers.postfilter import PostFilter
 from tfwaveglow.layers.upsampler import Upsampler, centred_frame_windows, compose_with_projection, frame_windows
 
 UPSAMPLERS = ("transposed_conv", "repeat")
@@ -53,6 +60,9 @@ class WaveGlow(keras.Model):
         :mod:`tfwaveglow.layers.dilated_conv` (the weights are the same for all).
       weight_norm: weight-normalised WN convs (training); inference models hold
         folded kernels (see :meth:`fold_weight_norm`).
+      postfilter_n_layers, postfilter_n_channels, postfilter_kernel_size: the
+        post-filter on the synthesised waveform (:class:`PostFilter`, its
+        dilated convs computed as ``dilated_conv``); 0 layers: none.
     """
 
     def __init__(
@@ -72,6 +82,9 @@ class WaveGlow(keras.Model):
         upsampler: str = "transposed_conv",
         frame_context: int = 1,
         wn_separable: bool = False,
+        postfilter_n_layers: int = 0,
+        postfilter_n_channels: int = 64,
+        postfilter_kernel_size: int = 3,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -92,6 +105,11 @@ class WaveGlow(keras.Model):
         self.wn_kernel_size = int(wn_kernel_size)
         self.dilated_conv = dilated_conv
         self.weight_norm = bool(weight_norm)
+        self.postfilter_n_layers = int(postfilter_n_layers)
+        self.postfilter_n_channels = int(postfilter_n_channels)
+        self.postfilter_kernel_size = int(postfilter_kernel_size)
+        if self.postfilter_n_layers < 0:
+            raise ValueError(f"postfilter_n_layers must be >= 0, got {postfilter_n_layers}")
         if self.upsample_stride % self.n_group != 0:
             raise ValueError(f"upsample_stride ({upsample_stride}) must be divisible by n_group ({n_group})")
 
@@ -127,6 +145,17 @@ class WaveGlow(keras.Model):
         for k in range(self.n_flows):
             setattr(self, f"convinv_{k}", self.convinv[k])
             setattr(self, f"coupling_{k}", self.couplings[k])
+        if self.postfilter_n_layers > 0:
+            self.postfilter = PostFilter(
+                self.postfilter_n_layers,
+                self.postfilter_n_channels,
+                self.postfilter_kernel_size,
+                dilated_conv=self.dilated_conv,
+                weight_norm=self.weight_norm,
+                name="postfilter",
+            )
+        else:
+            self.postfilter = None
         self.build(None)
 
     @classmethod
@@ -138,7 +167,8 @@ class WaveGlow(keras.Model):
         Args:
           params: the config; ``params.model`` fixes the architecture.
           weight_norm: weight-normalised WN convs (as in training).
-          dilated_conv: override ``params.model.wn.dilated_conv``.
+          dilated_conv: override ``params.model.wn.dilated_conv`` (the WNs' and
+            the post-filter's dilated convs).
         """
         m = params.model
         return cls(
@@ -157,6 +187,9 @@ class WaveGlow(keras.Model):
             upsampler=m.upsampler,
             frame_context=m.frame_context,
             wn_separable=m.wn.separable,
+            postfilter_n_layers=m.postfilter.n_layers,
+            postfilter_n_channels=m.postfilter.n_channels,
+            postfilter_kernel_size=m.postfilter.kernel_size,
             **kwargs,
         )
 
@@ -166,6 +199,8 @@ class WaveGlow(keras.Model):
         for conv, coupling in zip(self.convinv, self.couplings):
             conv.build(None)
             coupling.build(None)
+        if self.postfilter is not None:
+            self.postfilter.build(None)
         self.built = True
 
     # ------------------------------------------------------------------ helpers
@@ -219,6 +254,8 @@ class WaveGlow(keras.Model):
     # ------------------------------------------------------------------ flows
     def forward(self, mel, audio):
         """Audio to latent (training direction).
+
+        The post-filter (if any) takes no part: the likelihood is the flow's.
 
         The conditioning and the WNs run in ``mel``'s dtype (float16 or
         bfloat16 under training's mixed precision); the flow itself (audio,
@@ -284,11 +321,12 @@ class WaveGlow(keras.Model):
         shape = tf.shape(mel)
         return tf.stack([shape[0], shape[1] * self.hop_length // self.n_group, self.n_group])
 
-    def infer(self, mel, sigma=0.6, z=None, seed=None, conditioning=None, inverse_kernels=None):
-        """Mel to audio (synthesis direction).
+    def infer(self, mel, sigma=0.6, z=None, seed=None, conditioning=None, inverse_kernels=None, apply_postfilter=True):
+        """Mel to audio (synthesis direction): the inverse flow, then the post-filter if the model has one.
 
-        The flow runs in float32; a float16/bfloat16 ``mel`` runs the upsampler
-        and the WNs in that dtype (mixed precision). :meth:`infer_function` gives
+        The flow runs in float32; a float16/bfloat16 ``mel`` runs the upsampler,
+        the WNs and the post-filter's network in that dtype (mixed precision),
+        the post-filter's sum with the flow's output in float32. :meth:`infer_function` gives
         a compiled version that does not retrace for new lengths.
 
         Args:
@@ -305,6 +343,8 @@ class WaveGlow(keras.Model):
             float32 each, e.g. constants for a graph without a matrix inverse,
             or computed once for many calls); by default each 1x1 conv inverts
             its kernel here.
+          apply_postfilter: False returns the flow's output alone (the
+            post-filter's input); no effect without a post-filter.
 
         Returns:
           ``[B, F * hop]`` float32 audio (NVIDIA drops the upsampler's last
@@ -345,10 +385,16 @@ class WaveGlow(keras.Model):
             if self._early_output_before(k):
                 x = tf.concat([sigma * z[:, :, end - self.n_early_size : end], x], axis=-1)
                 end -= self.n_early_size
-        return tf.reshape(x, [batch, samples])
+        audio = tf.reshape(x, [batch, samples])
+        if self.postfilter is not None and apply_postfilter:
+            # .call, not __call__: Keras would cast the float32 audio to a mixed policy's dtype.
+            audio = self.postfilter.call(audio, compute_dtype=compute_dtype)
+        return audio
 
     def infer_function(self, conditioning=None, mel_dtype=tf.float32):
-        """A compiled :meth:`infer` with a pinned signature: new lengths and batch sizes do not retrace.
+        """A compiled :meth:`infer` (post-filter included) with a pinned signature.
+
+        New lengths and batch sizes do not retrace.
 
         Args:
           conditioning: optional :class:`ComposedConditioning` to synthesise with.
@@ -407,7 +453,12 @@ class WaveGlow(keras.Model):
 
     # ------------------------------------------------------------------ weights
     def named_layers(self) -> dict:
-        """Every weight-holding layer by NVIDIA's module path (``WN.3.in_layers.5``, ...)."""
+        """Every weight-holding layer by NVIDIA's module path (``WN.3.in_layers.5``, ...).
+
+        A post-filter's layers follow as ``postfilter.start``,
+        ``postfilter.in_layers.<i>``, ``postfilter.res_skip_layers.<i>`` and
+        ``postfilter.end`` (NVIDIA's WaveGlow has none).
+        """
         named = {} if self.upsample is None else {"upsample": self.upsample}
         for k in range(self.n_flows):
             wn = self.couplings[k].wn
@@ -420,19 +471,44 @@ class WaveGlow(keras.Model):
                     named[f"WN.{k}.in_pointwise.{i}"] = wn.in_pointwise[i]
                 named[f"WN.{k}.res_skip_layers.{i}"] = wn.res_skip_layers[i]
             named[f"WN.{k}.end"] = wn.end
+        if self.postfilter is not None:
+            pf = self.postfilter
+            named["postfilter.start"] = pf.start
+            for i in range(pf.n_layers):
+                named[f"postfilter.in_layers.{i}"] = pf.in_layers[i]
+                named[f"postfilter.res_skip_layers.{i}"] = pf.res_skip_layers[i]
+            named["postfilter.end"] = pf.end
         return named
 
     def architecture(self) -> dict:
-        """The constructor arguments that fix the weights' shapes."""
-        config = self.get_config()
-        return {k: config[k] for k in _ARCH_KEYS}
+        """The constructor arguments that fix the weights' shapes.
 
-    def copy_weights_from(self, other: "WaveGlow") -> None:
-        """Copies ``other``'s weights by layer path, folding or adding weight norm as needed."""
-        if self.architecture() != other.architecture():
-            raise ValueError(f"architectures differ: {self.architecture()} vs {other.architecture()}")
+        The post-filter's three appear only for a model that has one, so a
+        model without is described exactly as before the option existed.
+        """
+        config = self.get_config()
+        keys = _ARCH_KEYS + (_POSTFILTER_KEYS if self.postfilter_n_layers > 0 else ())
+        return {k: config[k] for k in keys}
+
+    def copy_weights_from(self, other: "WaveGlow", flow_only: bool = False) -> None:
+        """Copies ``other``'s weights by layer path, folding or adding weight norm as needed.
+
+        Args:
+          other: a model of the same architecture.
+          flow_only: copy the flow (upsampler, 1x1 convs, WNs) alone: the two
+            may differ in their post-filters, and this model's keeps its own
+            weights (a fresh one is the identity, so a model warm-started from
+            a flow-only one synthesises exactly as that one did).
+        """
+        mine, theirs = self.architecture(), other.architecture()
+        if flow_only:
+            mine, theirs = ({k: a[k] for k in _ARCH_KEYS} for a in (mine, theirs))
+        if mine != theirs:
+            raise ValueError(f"architectures differ: {mine} vs {theirs}")
         src = other.named_layers()
         for name, layer in self.named_layers().items():
+            if flow_only and name.startswith("postfilter."):
+                continue
             if isinstance(layer, KernelMixin):
                 layer.assign_kernel(src[name].effective_kernel(), src[name].bias)
             else:
@@ -452,6 +528,14 @@ class WaveGlow(keras.Model):
     def receptive_field(self) -> int:
         """Group steps one WN output depends on, per side (one coupling)."""
         return sum((self.wn_kernel_size - 1) // 2 * 2**i for i in range(self.wn_n_layers))
+
+    def postfilter_receptive_field(self) -> int:
+        """Samples of the flow's output one output sample depends on, per side, through the post-filter.
+
+        ``(k - 1) / 2 * (2**L - 1)`` for the post-filter's ``L`` layers of ``k``
+        taps (its whole receptive field is twice that plus one); 0 without one.
+        """
+        return 0 if self.postfilter is None else self.postfilter.context
 
     def get_config(self):
         config = super().get_config()
@@ -481,8 +565,9 @@ _ARCH_KEYS = (
     "frame_context",
     "wn_separable",
 )
+_POSTFILTER_KEYS = ("postfilter_n_layers", "postfilter_n_channels", "postfilter_kernel_size")
 # Weights do not depend on how the dilated conv is computed or whether weight norm is on.
-_CONFIG_KEYS = (*_ARCH_KEYS, "dilated_conv", "weight_norm")
+_CONFIG_KEYS = (*_ARCH_KEYS, *_POSTFILTER_KEYS, "dilated_conv", "weight_norm")
 
 
 def _compute_dtype(mel):
@@ -598,6 +683,7 @@ class ComposedConditioning(tf.Module):
 
 
 def count_parameters(model: keras.Model) -> int:
+    """Scalars in the model's variables (the post-filter's included; ``v`` and ``g`` under weight norm)."""
     return int(sum(np.prod(v.shape) for v in model.weights))
 
 
@@ -608,7 +694,8 @@ def multiply_adds_per_sample(model: WaveGlow) -> float:
     (``n_half x C``), each WN layer's dilated conv (``2 k C^2``, or ``k C + 2 C^2``
     separable) and residual/skip 1x1 (``2 C^2``, the last ``C^2``), ``end``
     (``C x 2 n_half``) and the 1x1 invertible conv (``channels^2``); divided by
-    ``n_group``, plus the transposed-conv upsampler's ``n_mel^2 kernel / hop``.
+    ``n_group``, plus the transposed-conv upsampler's ``n_mel^2 kernel / hop``, plus
+    the post-filter's (:meth:`PostFilter.multiply_adds_per_sample`, at the sample rate).
     Synthesis may regroup these exactly into fewer (e.g. composed conditioning);
     training's forward and backward take about three times as many.
     """
@@ -622,4 +709,6 @@ def multiply_adds_per_sample(model: WaveGlow) -> float:
         total += per_step / model.n_group
     if model.upsample is not None:
         total += model.n_mel_channels**2 * model.upsample_kernel_size / model.hop_length
+    if model.postfilter is not None:
+        total += model.postfilter.multiply_adds_per_sample()
     return total

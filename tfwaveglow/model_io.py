@@ -2,10 +2,11 @@
 
 An *inference model directory* holds ``params.yaml`` (the resolved config) and
 ``weights.npz``: one array per variable, keyed by NVIDIA's module path and the
-variable name (``WN.0.start.kernel``, ``convinv.3.kernel``, ``upsample.bias``),
-always with weight norm folded. The arrays are float32, or float16 to halve the
-file (a shipped model); loading always builds float32 variables, so a float16
-file gives exactly the float16-rounded weights, computed in float32. A *training run directory* holds
+variable name (``WN.0.start.kernel``, ``convinv.3.kernel``, ``upsample.bias``;
+a post-filter's ``postfilter.in_layers.2.kernel``, ...), always with weight norm
+folded. The arrays are float32, or float16 to halve the file (a shipped model);
+loading always builds float32 variables, so a float16 file gives exactly the
+float16-rounded weights, computed in float32. A *training run directory* holds
 ``params.yaml`` and ``tf.train.Checkpoint`` files whose ``model`` slot is the
 (possibly weight-normalised) model; loading one folds weight norm. A shipped
 model may also hold ``training_state.json``: the step and training clocks of the
@@ -184,7 +185,10 @@ def _check_params_match(model: WaveGlow, params: Params, where: str) -> None:
         "upsampler": m.upsampler,
         "frame_context": m.frame_context,
         "wn_separable": m.wn.separable,
+        "postfilter_n_layers": m.postfilter.n_layers,
     }
+    if m.postfilter.n_layers > 0:  # the post-filter's width and taps mean nothing without its layers
+        pairs.update(postfilter_n_channels=m.postfilter.n_channels, postfilter_kernel_size=m.postfilter.kernel_size)
     wrong = {k: (getattr(model, k), v) for k, v in pairs.items() if getattr(model, k) != v}
     if wrong:
         raise ModelLoadError(f"{where}: model and params disagree (model, params): {wrong}")

@@ -7,10 +7,12 @@ on its whole mel, with ``z`` drawn from the utterance's own seed
 * **Receptive field.** One audio sample of the inverse depends on the latent
   and mel within a bounded context: each coupling's WN sees
   ``model.receptive_field()`` group steps per side, the ``n_flows`` couplings
-  stack (the 1x1 convs are pointwise), and the transposed-conv upsampler
-  spreads a frame over ``upsample_kernel_size`` samples to its right (the
-  ``repeat`` upsampler over ``frame_context`` frames either side). :func:`context_frames` turns
-  that into frames of left and right context.
+  stack (the 1x1 convs are pointwise), a post-filter (if the model has one)
+  adds ``model.postfilter_receptive_field()`` samples per side on the
+  waveform, and the transposed-conv upsampler spreads a frame over
+  ``upsample_kernel_size`` samples to its right (the ``repeat`` upsampler over
+  ``frame_context`` frames either side). :func:`context_frames` turns that into
+  frames of left and right context.
 * **Windows.** An utterance longer than ``window_frames`` is cut into windows
   of exactly ``window_frames`` frames that overlap by that context
   (:func:`plan_windows`); each window is synthesised from its slice of the
@@ -197,26 +199,41 @@ def receptive_context_frames(
     hop_length: int,
     upsample_kernel_size: int,
     frame_context: int | None = None,
+    postfilter_receptive_field: int = 0,
 ) -> tuple[int, int]:
     """Mel frames of context a window needs on the left and right.
 
     The inverse's output at group step ``t`` depends on the latent and the
     grouped mel at steps ``t - n_flows * R .. t + n_flows * R`` (``R`` per
-    coupling, the 1x1 convs pointwise), i.e. samples
-    ``x - n_flows * R * n_group .. x + n_flows * R * n_group``. Upsampled sample
+    coupling, the 1x1 convs pointwise). A post-filter that reads ``P``
+    samples per side makes output sample ``x`` depend on the flow's samples
+    ``x - P .. x + P``, i.e. on ``ceil(P / n_group)`` more group steps per side
+    (a group step holds ``n_group`` samples and frames start on group steps).
+    With ``S = n_flows * R + ceil(P / n_group)`` steps that is samples
+    ``x - S * n_group .. x + S * n_group``. Upsampled sample
     ``x`` depends on frames ``f`` with ``f * hop <= x < f * hop + kernel``: on
     frames up to ``x // hop`` (no right context) and back to
     ``(x - kernel) // hop + 1``.
 
     With the ``repeat`` upsampler (``frame_context`` given) group step ``t``
     reads frames ``t g / hop - c .. t g / hop + c`` and no step straddles two
-    frames, so both sides need ``ceil(n_flows R g / hop) + c`` frames.
+    frames, so both sides need ``ceil(S g / hop) + c`` frames.
+
+    Args:
+      n_flows: the flow steps.
+      coupling_receptive_field: ``R``, group steps per side of one coupling's WN.
+      n_group: samples per group step ``g``.
+      hop_length: samples per frame.
+      upsample_kernel_size: the transposed conv's taps (unused with ``frame_context``).
+      frame_context: the ``repeat`` upsampler's frames per side; None: transposed conv.
+      postfilter_receptive_field: ``P``, the post-filter's samples per side (0: none).
 
     Returns:
-      ``(left, right)`` frames: ``ceil((n_flows R g + kernel) / hop) - 1`` and
-      ``ceil(n_flows R g / hop)`` (transposed conv).
+      ``(left, right)`` frames: ``ceil((S g + kernel) / hop) - 1`` and
+      ``ceil(S g / hop)`` (transposed conv).
     """
-    samples = n_flows * coupling_receptive_field * n_group
+    steps = n_flows * coupling_receptive_field + math.ceil(postfilter_receptive_field / n_group)
+    samples = steps * n_group
     right = math.ceil(samples / hop_length)
     if frame_context is not None:
         return right + frame_context, right + frame_context
@@ -233,6 +250,7 @@ def context_frames(model) -> tuple[int, int]:
         model.hop_length,
         model.upsample_kernel_size,
         frame_context=None if model.upsampler == "transposed_conv" else model.frame_context,
+        postfilter_receptive_field=model.postfilter_receptive_field(),
     )
 
 

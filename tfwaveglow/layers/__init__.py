@@ -1,4 +1,4 @@
-"""Keras layers of WaveGlow's flow steps."""
+"""Keras layers of WaveGlow's flow steps and its optional post-filter."""
 
 from tfwaveglow.layers.coupling import AffineCoupling
 from tfwaveglow.layers.dilated_conv import (
@@ -11,6 +11,7 @@ from tfwaveglow.layers.dilated_conv import (
 )
 from tfwaveglow.layers.invertible_conv import Invertible1x1Conv
 from tfwaveglow.layers.pointwise import PointwiseConv
+from tfwaveglow.layers.postfilter import PostFilter
 from tfwaveglow.layers.wn import WN
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "DilatedConv1D",
     "Invertible1x1Conv",
     "PointwiseConv",
+    "PostFilter",
     "batch_to_time",
     "dilated_conv1d",
     "dilated_depthwise_conv1d",
