@@ -401,3 +401,22 @@ def test_bfloat16_training_with_every_objective_keeps_float32_variables(tmp_path
         import keras
 
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_a_flow_only_model_warm_starts_a_run_with_a_post_filter(tmp_path):
+    """The flow's weights are copied; the fresh post-filter is the identity, so synthesis is unchanged."""
+    params, model, mel = tiny_model()
+    tfwaveglow.save_model(model, str(tmp_path / "flow_only"), params)
+    with_filter = tiny_params(model__postfilter__n_layers=2, model__postfilter__n_channels=8, **SPECTRAL)
+    trainer = training.Trainer(with_filter, tmp_path / "run")
+    assert trainer.restore(init_from=tmp_path / "flow_only") == 0
+    z = tf.random.stateless_normal(model.latent_shape(mel), seed=[5, 6])
+    expected = model.infer(mel, z=z).numpy()
+    np.testing.assert_allclose(trainer.inference_model().infer(mel, z=z).numpy(), expected, rtol=1e-5, atol=1e-6)
+    # The spectral terms train the post-filter.
+    _, audio = clips(4)
+    mel4, _ = clips(4)
+    before = variables_by_path(trainer.model.postfilter.trainable_variables)
+    assert trainer.train_step((tf.constant(mel4), tf.constant(audio)))["applied"]
+    after = variables_by_path(trainer.model.postfilter.trainable_variables)
+    assert any(not np.array_equal(before[k], after[k]) for k in before)

@@ -262,11 +262,16 @@ class Trainer:
         return step
 
     def warm_start(self, init_from: str | os.PathLike) -> None:
-        """Copies a saved model's weights into the training model (weights only)."""
+        """Copies a saved model's weights into the training model (weights only).
+
+        A model without a post-filter warm-starts the flow of one with a post-filter,
+        whose fresh post-filter is the identity.
+        """
         init_from = os.fspath(init_from)
         loaded = load_model(init_from)
+        flow_only = loaded.postfilter is None and self.model.postfilter is not None
         try:
-            self.model.copy_weights_from(loaded)
+            self.model.copy_weights_from(loaded, flow_only=flow_only)
         except ValueError as e:
             raise ValueError(f"--init_from {init_from}: its model does not fit params.model: {e}") from e
         logging.info("initialised weights from %s", init_from)
