@@ -1,6 +1,7 @@
 """Kill safety of training: SIGKILL ``train.py`` at random moments, resume, check the checkpoints.
 
-    python scripts/kill_test.py [--rounds 5] [--seed 0] [--work_dir DIR] [--corpus DIR]
+    python scripts/kill_test.py [--rounds 5] [--seed 0] [--work_dir DIR] [--corpus DIR] \
+        [--params_override section.key=value ...]
 
 Trains a tiny model on the shipped speech clips (preprocessed into the work
 directory unless ``--corpus`` names a preprocessed corpus) with a checkpoint
@@ -17,6 +18,13 @@ then checks that
 
 A last round runs to a few steps past the latest checkpoint and must exit 0.
 Prints a JSON report; exits 1 when a check fails.
+
+``--params_override`` entries (``section.key=value``, repeatable; values parsed as
+YAML, as ``train.py --params_override`` parses them) are passed to every
+``train.py`` round, the last included, on top of the tiny config, so that the
+check covers other objectives and their checkpoint slots too, e.g.
+``--params_override=loss.stft=1.0 --params_override="spectral.fft_sizes=[512, 1024]"``.
+A key or value the config refuses stops the script before the first round.
 """
 
 from __future__ import annotations
@@ -68,6 +76,19 @@ def prepare_corpus(work_dir: str) -> str:
     return corpus
 
 
+def parse_override(entry: str) -> str:
+    """``section.key=value`` as ``train.py --params_override`` takes it (argparse type)."""
+    key, sep, _ = entry.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected section.key=value, got {entry!r}")
+    return entry
+
+
+def overrides_dict(entries) -> dict:
+    """``["loss.stft=1.0", ...]`` -> ``{"loss.stft": "1.0"}`` (as train.py reads them; later entries win)."""
+    return {key.strip(): value.strip() for key, _, value in (entry.partition("=") for entry in entries)}
+
+
 def train_command(corpus: str, model_dir: str, params_file: str, extra=()) -> list[str]:
     return [
         sys.executable,
@@ -115,13 +136,22 @@ def check_run_dir(model_dir: str) -> dict:
     return {"latest_step": latest, "steps": steps}
 
 
-def run(rounds: int, seed: int, work_dir: str, corpus: str | None, min_delay: float, max_delay: float) -> dict:
+def run(
+    rounds: int,
+    seed: int,
+    work_dir: str,
+    corpus: str | None,
+    min_delay: float,
+    max_delay: float,
+    params_overrides: tuple[str, ...] | list[str] = (),
+) -> dict:
     rng = random.Random(seed)
     corpus = corpus or prepare_corpus(work_dir)
     import tfwaveglow
 
     params_file = os.path.join(work_dir, "tiny.yaml")
     tfwaveglow.save_params(tfwaveglow.load_params(TINY_PARAMS, overrides=TRAIN_OVERRIDES), params_file)
+    overrides = [f"--params_override={entry}" for entry in params_overrides]
     model_dir = os.path.join(work_dir, "run")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
     report = {"rounds": [], "model_dir": model_dir}
@@ -131,7 +161,10 @@ def run(rounds: int, seed: int, work_dir: str, corpus: str | None, min_delay: fl
         log_path = os.path.join(work_dir, f"round{index}.log")
         with open(log_path, "w", encoding="utf-8") as log:
             process = subprocess.Popen(
-                train_command(corpus, model_dir, params_file), env=env, stdout=log, stderr=subprocess.STDOUT
+                train_command(corpus, model_dir, params_file, overrides),
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
             time.sleep(delay)
             exited_early = process.poll() is not None
@@ -156,7 +189,7 @@ def run(rounds: int, seed: int, work_dir: str, corpus: str | None, min_delay: fl
 
     target = previous + 3
     final = subprocess.run(
-        train_command(corpus, model_dir, params_file, [f"--params_override=train.steps={target}"]),
+        train_command(corpus, model_dir, params_file, [*overrides, f"--params_override=train.steps={target}"]),
         env=env,
         capture_output=True,
         text=True,
@@ -180,11 +213,27 @@ def main(argv=None) -> int:
     parser.add_argument("--corpus", default=None, help="a preprocessed corpus (default: the shipped clips)")
     parser.add_argument("--min_delay", type=float, default=4.0, help="seconds before the earliest kill")
     parser.add_argument("--max_delay", type=float, default=16.0, help="seconds before the latest kill")
+    parser.add_argument(
+        "--params_override",
+        action="append",
+        default=[],
+        type=parse_override,
+        metavar="KEY=VALUE",
+        help="section.key=value for every train.py round, e.g. loss.stft=1.0 (repeatable)",
+    )
     args = parser.parse_args(argv)
+    import tfwaveglow
+
+    try:  # refused here, naming the key, rather than by every round's train.py
+        tfwaveglow.load_params(TINY_PARAMS, overrides={**TRAIN_OVERRIDES, **overrides_dict(args.params_override)})
+    except tfwaveglow.ConfigError as e:
+        parser.error(f"--params_override: {e}")
     work_dir = args.work_dir or tempfile.mkdtemp(prefix="kill_test_")
     os.makedirs(work_dir, exist_ok=True)
     try:
-        report = run(args.rounds, args.seed, work_dir, args.corpus, args.min_delay, args.max_delay)
+        report = run(
+            args.rounds, args.seed, work_dir, args.corpus, args.min_delay, args.max_delay, args.params_override
+        )
     except KillTestFailure as e:
         print(json.dumps({"ok": False, "error": str(e), "work_dir": work_dir}, indent=2))
         return 1

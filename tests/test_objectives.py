@@ -54,7 +54,7 @@ def numpy_stft_loss(real, fake, resolutions):
     sc, mag = [], []
     for fft_size, hop, win in resolutions:
         r, f = numpy_magnitude(real, fft_size, hop, win), numpy_magnitude(fake, fft_size, hop, win)
-        sc.append(np.sqrt(np.sum((r - f) ** 2)) / np.sqrt(np.sum(r**2)))
+        sc.append(np.mean(np.sqrt(np.sum((r - f) ** 2, axis=(1, 2))) / np.sqrt(np.sum(r**2, axis=(1, 2)))))
         mag.append(np.mean(np.abs(np.log(r) - np.log(f))))
     return np.mean(sc) + np.mean(mag), np.mean(sc), np.mean(mag)
 
@@ -420,3 +420,175 @@ def test_a_flow_only_model_warm_starts_a_run_with_a_post_filter(tmp_path):
     assert trainer.train_step((tf.constant(mel4), tf.constant(audio)))["applied"]
     after = variables_by_path(trainer.model.postfilter.trainable_variables)
     assert any(not np.array_equal(before[k], after[k]) for k in before)
+
+
+# ----------------------------------------------------------------------------- kill safety and distribution
+# The objectives of ADVERSARIAL sized for configs/tiny.yaml's 4096-sample segments, as dotted keys (train.py's
+# --params_override): STFT resolutions up to FFT size 1024 (the reflect padding needs more than fft_size // 2
+# samples), spectrogram discriminators up to window 512 (they pad by win // 2).
+TINY_YAML_ADVERSARIAL = {
+    "loss.nll": 0.1,
+    "loss.stft": 1.0,
+    "loss.mel": 1.0,
+    "loss.adv": 0.1,
+    "loss.fm": 0.2,
+    "spectral.fft_sizes": [512, 1024, 256],
+    "spectral.hop_sizes": [64, 128, 32],
+    "spectral.win_lengths": [256, 512, 128],
+    "adversarial.mrd_fft_sizes": [256, 512],
+    "adversarial.mrd_hop_sizes": [64, 128],
+    "adversarial.mrd_win_lengths": [256, 512],
+    "adversarial.mpd_periods": [2, 3],
+    "adversarial.mpd_channels": [4, 8],
+}
+# The distribution tests' 4 steps take every mode: discriminators alone, NLL only, reverse pass, NLL only.
+# Every term is a mean over the examples (spectral convergence too, per example), so the replicas' shares
+# add up to the global batch's value.
+DISTRIBUTED_SCHEDULE = {"spectral.every": 2, "adversarial.warmup_steps": 1}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, speech_dir):
+    """The shipped speech clips preprocessed into a training corpus (4 train, 2 valid utterances)."""
+    from training_helpers import preprocess_speech
+
+    root = tmp_path_factory.mktemp("corpus")
+    preprocess_speech(speech_dir, root)
+    return root
+
+
+@pytest.mark.slow  # about 100 s on a busy 2-core machine; CI runs it
+def test_sigkill_with_discriminators_leaves_readable_checkpoints_that_resume_them(tmp_path, corpus):
+    """scripts/kill_test.py with every objective on: 4 SIGKILLs at random moments, each followed by a resume;
+    the last checkpoint holds the discriminators and their Adam, which stepped once per step of the run."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from training_helpers import ROOT, slot_checkpoint_keys
+
+    warmup = 2
+    overrides = {**TINY_YAML_ADVERSARIAL, "adversarial.warmup_steps": warmup}
+    done = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "scripts", "kill_test.py"),
+            "--rounds=4",
+            f"--work_dir={tmp_path}",
+            f"--corpus={corpus}",
+            "--min_delay=6",
+            "--max_delay=20",
+            *[f"--params_override={k}={json.dumps(v)}" for k, v in overrides.items()],
+        ],
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert report["ok"], report
+    latest = [r["latest_step"] or 0 for r in report["rounds"]]
+    final = report["final"]["latest_step"]
+    assert latest == sorted(latest) and final == latest[-1] + 3
+
+    model_dir = report["model_dir"]
+    saved = tfwaveglow.load_params(os.path.join(model_dir, "params.yaml"))
+    assert (saved.loss.adv, saved.loss.fm, saved.adversarial.warmup_steps) == (0.1, 0.2, warmup)
+    ckpt = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+    assert ckpt.endswith(f"ckpt-{final}")
+    assert int(tf.train.load_checkpoint(ckpt).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE")) == final
+    # The discriminators and their Adam are in it (their weights saved under the optimizer's
+    # _trainable_variables, the shortest path to them: see slot_checkpoint_keys).
+    names = {name for name, _ in tf.train.list_variables(ckpt)}
+    disc_keys = slot_checkpoint_keys(ckpt, "discriminators")
+    assert disc_keys and set(disc_keys) <= names
+    assert "discriminator_optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE" in names
+    assert any(n.startswith("discriminator_optimizer/_variables/") for n in names)  # the Adam moments
+    # A trainer of the run's config resumes every slot from it (each of its variables matched), its
+    # discriminators trained ones. They stepped every step (alone in the warm-up, with the flow after
+    # it), the flow only after the warm-up: the optimizers' counts survived every kill and resume.
+    resumed = training.Trainer(saved, model_dir)
+    assert len(disc_keys) == len(resumed.discriminators.weights)
+    fresh = [v.numpy() for v in resumed.discriminators.weights]
+    assert resumed.restore() == final
+    resumed.run_lock.release()
+    moved = [not np.array_equal(v.numpy(), f) for v, f in zip(resumed.discriminators.weights, fresh)]
+    assert sum(moved) > len(moved) // 2
+    assert int(resumed.discriminator_optimizer.iterations.numpy()) == final - 0
+    assert int(resumed.optimizer.iterations.numpy()) == final - warmup
+
+
+def load_disc(path):
+    with np.load(path) as arrays:
+        return {k: arrays[k] for k in arrays.files}
+
+
+@pytest.mark.slow  # about 90 s on a busy 2-core machine; CI runs it
+def test_mirrored_with_discriminators_over_two_cpu_devices_matches_one_device(tmp_path):
+    """Every objective under MirroredStrategy on two CPU devices: the flow and the discriminators end where
+    one device's run from the same weights ends (each replica takes its rows of the step's latent)."""
+    import json
+
+    from training_helpers import finish, run_worker
+
+    out = finish(run_worker(["mirrored", str(tmp_path), "objectives"]), timeout=420)
+    assert "replicas 2" in out
+    for prefix in ("weights", "disc"):
+        mirrored = load_disc(tmp_path / f"{prefix}_mirrored.npz")
+        single = load_disc(tmp_path / f"{prefix}_default.npz")
+        initial = load_disc(tmp_path / f"{prefix}_initial.npz")
+        assert mirrored.keys() == single.keys() == initial.keys() and single
+        moved = 0
+        for key in single:
+            np.testing.assert_allclose(mirrored[key], single[key], rtol=1e-5, atol=1e-6, err_msg=key)
+            moved += not np.array_equal(single[key], initial[key])
+        assert moved > len(single) // 2, f"training must have changed the {prefix}"
+    with open(tmp_path / "summaries.json", encoding="utf-8") as f:
+        summaries = json.load(f)
+    for split in ("train", "valid"):
+        mirrored, single = summaries["mirrored"][split], summaries["default"][split]
+        assert mirrored.keys() == single.keys()
+        assert "loss/mel" in single
+        for key in single:
+            assert mirrored[key] == pytest.approx(single[key], rel=1e-5, abs=1e-5), (split, key)
+    assert {"loss/adv", "loss/fm", "loss/disc"} <= summaries["default"]["train"].keys()
+
+
+@pytest.mark.slow  # about 2 minutes on a busy 2-core machine; CI runs it
+def test_multi_worker_with_discriminators_over_loopback_trains_identical_workers(tmp_path, corpus):
+    """Every objective on two workers over loopback, each reading its half of every global batch: both end
+    with the same flow and discriminators, and those of one process that trains on the whole batches."""
+    import json
+    import os
+
+    from training_helpers import finish, free_ports, run_worker, slot_checkpoint_keys
+
+    ports = free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    workers = [
+        run_worker(
+            ["multi_worker", str(tmp_path), str(corpus), "objectives"],
+            {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})},
+        )
+        for i in range(2)
+    ]
+    outputs = [finish(w, timeout=540) for w in workers]
+    assert all("replicas 2" in out for out in outputs)
+    for prefix in ("weights", "disc"):
+        w0, w1 = load_disc(tmp_path / f"{prefix}_worker0.npz"), load_disc(tmp_path / f"{prefix}_worker1.npz")
+        single = load_disc(tmp_path / f"{prefix}_single.npz")
+        assert w0.keys() == w1.keys() == single.keys() and single
+        for key in w0:
+            np.testing.assert_array_equal(w0[key], w1[key], err_msg=key)
+            np.testing.assert_allclose(w0[key], single[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    # Only the chief wrote the checkpoint; it holds the discriminators and their optimizer.
+    run_dir = tmp_path / "run_multi_worker"
+    ckpt = tf.train.latest_checkpoint(run_dir / "checkpoints")
+    assert ckpt.endswith("ckpt-4")
+    names = {name for name, _ in tf.train.list_variables(ckpt)}
+    disc_keys = slot_checkpoint_keys(ckpt, "discriminators")
+    assert len(disc_keys) == len(load_disc(tmp_path / "disc_worker0.npz")) and set(disc_keys) <= names
+    assert "discriminator_optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE" in names
+    assert not any(name.startswith(".worker_") for name in os.listdir(run_dir))

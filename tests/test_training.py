@@ -7,7 +7,6 @@ import glob
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 
@@ -15,6 +14,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from training_helpers import finish, free_ports, preprocess_speech, run_worker
 
 import tfwaveglow
 from tfwaveglow import training
@@ -702,41 +702,6 @@ def test_a_damaged_params_changes_line_is_named(tmp_path):
 
 
 # ----------------------------------------------------------------------------- distribution
-def free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def run_worker(args, env_extra=None, timeout=240):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT, **(env_extra or {}))
-    env.pop("TF_CONFIG", None)
-    if env_extra and "TF_CONFIG" in env_extra:
-        env["TF_CONFIG"] = env_extra["TF_CONFIG"]
-    return subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "tests", "distributed_worker.py"), *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def finish(process, timeout=240):
-    try:
-        out, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        out, _ = process.communicate()
-        raise AssertionError(f"worker timed out:\n{out[-4000:]}") from None
-    assert process.returncode == 0, out[-4000:]
-    return out
-
-
 @pytest.mark.slow  # about 40 s; CI runs it
 def test_mirrored_over_two_cpu_devices_matches_one_device(tmp_path):
     out = finish(run_worker(["mirrored", str(tmp_path)]))
@@ -817,12 +782,8 @@ SMOKE_OVERRIDES = {
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, speech_dir):
     """The shipped speech clips preprocessed into a training corpus (4 train, 2 valid utterances)."""
-    from tfwaveglow import preprocess
-
     root = tmp_path_factory.mktemp("corpus")
-    preprocess.preprocess_corpus(
-        speech_dir, str(root / "mels"), str(root), tfwaveglow.load_params(None), num_workers=1, progress=False
-    )
+    preprocess_speech(speech_dir, root)
     return root
 
 

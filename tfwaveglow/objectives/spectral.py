@@ -69,8 +69,15 @@ def stft_magnitude(audio, fft_size: int, hop_size: int, win_length: int, floor: 
 
 
 def spectral_convergence(real_magnitude, fake_magnitude):
-    """``||M_real - M_fake||_F / ||M_real||_F`` over the whole batch (scalar)."""
-    return tf.norm(real_magnitude - fake_magnitude) / tf.maximum(tf.norm(real_magnitude), 1e-12)
+    """``mean_b ||M_real[b] - M_fake[b]||_F / ||M_real[b]||_F``: per example, then averaged (scalar).
+
+    Parallel WaveGAN takes one ratio over the whole batch; a mean over examples
+    does not depend on how a batch is split between replicas.
+    """
+    axes = list(range(1, real_magnitude.shape.rank))
+    difference = tf.sqrt(tf.reduce_sum(tf.square(real_magnitude - fake_magnitude), axis=axes))
+    reference = tf.sqrt(tf.reduce_sum(tf.square(real_magnitude), axis=axes))
+    return tf.reduce_mean(difference / tf.maximum(reference, 1e-12))
 
 
 def log_magnitude_l1(real_magnitude, fake_magnitude):
@@ -82,7 +89,9 @@ def multi_resolution_stft_loss(real, fake, fft_sizes, hop_sizes, win_lengths) ->
     """Parallel WaveGAN's multi-resolution STFT loss.
 
     ``stft = mean_r SC_r + mean_r LogMag_r`` over the resolutions ``r``, with
-    ``SC = ||M_real - M_fake||_F / ||M_real||_F`` and
+    ``SC = mean_b ||M_real[b] - M_fake[b]||_F / ||M_real[b]||_F`` (per example: a
+    mean over examples, like every other term, so replicas' shares add up to the
+    batch's value) and
     ``LogMag = mean |log M_real - log M_fake|`` of the magnitudes of
     :func:`stft_magnitude`.
 
