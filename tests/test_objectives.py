@@ -342,6 +342,7 @@ def test_discriminators_warm_up_alone_then_both_sides_learn(tmp_path):
     assert trainer.trace_count == 2  # one compiled step per mode
 
 
+@pytest.mark.slow  # about 100 s on a loaded host; CI runs it
 def test_resume_with_discriminators_repeats_an_uninterrupted_run_exactly(tmp_path):
     """Deterministic mode: 5 steps straight == 3 steps, then a fresh trainer restores every slot and runs 2."""
     params = tiny_params(
@@ -374,6 +375,7 @@ def test_resume_with_discriminators_repeats_an_uninterrupted_run_exactly(tmp_pat
     assert int(resumed.discriminator_optimizer.iterations.numpy()) == 5
 
 
+@pytest.mark.slow  # about 30 s; CI runs it
 def test_an_nll_checkpoint_resumes_with_discriminators_added(tmp_path):
     """Discriminators added to a run's config start fresh; the flow and its optimizer resume."""
     mel, audio = clips(8)
