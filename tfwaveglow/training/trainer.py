@@ -114,7 +114,8 @@ class Trainer:
         self.run_lock = RunDirectoryLock(self.model_dir)
         t = params.train
         _check_trainable_conv_mode(params)
-        if t.lr_plateau_patience > 0 and getattr(self.strategy, "cluster_resolver", None) is not None:
+        resolver = getattr(self.strategy, "cluster_resolver", None)
+        if t.lr_plateau_patience > 0 and resolver is not None and resolver.task_type:
             # Validation runs on the chief alone: the other workers would keep their rates.
             raise ValueError("train.lr_plateau_patience needs a one-process run (validation runs on the chief only)")
         if t.deterministic:
