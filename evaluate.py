@@ -6,10 +6,12 @@
 
 Resynthesises every ``.wav``/``.flac``/``.ogg`` under ``reference_dir`` from its mel with the
 model and with the Griffin-Lim baseline, and prints a markdown table of log-mel spectral
-distance, mel-cepstral distortion, wideband PESQ and STOI per file and on average. With
-``--output_dir``: ``evaluation.json``, ``evaluation.md`` and the synthesised audio
-(``waveglow/``, ``griffin_lim/``) are written there. ``--nogriffin_lim`` scores the model alone
-(the baseline's scores do not depend on it). See docs/evaluation.md.
+distance, mel-cepstral distortion, wideband PESQ, STOI and DNSMOS naturalness (SIG / BAK /
+OVRL / P.808, no reference needed) per file and on average, for the model, Griffin-Lim and the
+recordings themselves. With ``--output_dir``: ``evaluation.json``, ``evaluation.md`` and the
+synthesised audio (``waveglow/``, ``griffin_lim/``) are written there. ``--nogriffin_lim``
+scores the model alone (the scores of the baseline and of the recordings do not depend on it).
+See docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -47,8 +49,8 @@ flags.DEFINE_integer("griffin_lim_iterations", 60, "Iterations of the Griffin-Li
 flags.DEFINE_bool(
     "griffin_lim",
     True,
-    "Also run and score the Griffin-Lim baseline (--nogriffin_lim leaves it out: its scores do not depend on "
-    "the model, so scoring many checkpoints on the same references needs it once).",
+    "Also run and score the Griffin-Lim baseline and the recordings themselves (--nogriffin_lim leaves both out: "
+    "their scores do not depend on the model, so scoring many checkpoints on the same references needs them once).",
     flag_values=FLAGS,
 )
 flags.DEFINE_bool("save_audio", True, "With --output_dir, also write the synthesised audio.", flag_values=FLAGS)
