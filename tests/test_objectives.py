@@ -427,7 +427,7 @@ def test_a_flow_only_model_warm_starts_a_run_with_a_post_filter(tmp_path):
 # ----------------------------------------------------------------------------- kill safety and distribution
 # The objectives of ADVERSARIAL sized for configs/tiny.yaml's 4096-sample segments, as dotted keys (train.py's
 # --params_override): STFT resolutions up to FFT size 1024 (the reflect padding needs more than fft_size // 2
-# samples), spectrogram discriminators up to window 512 (they pad by win // 2).
+# samples), spectrogram discriminators up to FFT size 512 (the same padding).
 TINY_YAML_ADVERSARIAL = {
     "loss.nll": 0.1,
     "loss.stft": 1.0,

@@ -60,11 +60,11 @@ import keras
 import tensorflow as tf
 
 from tfwaveglow.layers.kernel import torch_default_initializer
+from tfwaveglow.objectives import spectral
 
 __all__ = [
     "COMPRESSIONS",
     "LEAKY_RELU_SLOPE",
-    "STFT_POWER_FLOOR",
     "Discriminators",
     "PeriodDiscriminator",
     "PeriodSubDiscriminator",
@@ -75,9 +75,6 @@ __all__ = [
 ]
 
 LEAKY_RELU_SLOPE = 0.1
-# Floor under |X|^2 before the square root (Parallel WaveGAN's): keeps the magnitude's
-# gradient finite where a bin is exactly zero.
-STFT_POWER_FLOOR = 1e-7
 # How the STFT magnitude is compressed before the convs: "log1p" = log(1 + |X|), "none" = |X|.
 COMPRESSIONS = ("log1p", "none")
 
@@ -88,41 +85,25 @@ _SPECTROGRAM_LAYERS = (((3, 9), False), ((3, 9), True), ((3, 9), True), ((3, 9),
 def stft_magnitude(waveforms, fft_size: int, hop_size: int, win_length: int, compression: str = "log1p"):
     """Compressed STFT magnitude with centred frames: the spectrogram discriminator's first stage.
 
-    The waveform is reflect-padded by ``win_length // 2`` on both sides, framed
-    every ``hop_size`` samples into frames of ``win_length`` samples, windowed by
-    a periodic Hann window and zero-padded to ``fft_size`` (``tf.signal.stft``).
-    Frame ``t`` is centred on sample ``t * hop_size``, as ``torch.stft(center=True)``
-    places it (the window's position inside the FFT buffer changes only the phase).
+    The magnitude is the spectral losses' (:func:`tfwaveglow.objectives.spectral.stft_magnitude`:
+    frame ``t`` centred on sample ``t * hop_size`` after reflect padding, a periodic Hann window
+    of ``win_length`` centred in the FFT buffer, ``sqrt(|X|^2 + 1e-7)``), then
 
-        |X|[b, t, f] = sqrt(max(Re^2 + Im^2, STFT_POWER_FLOOR))
         out = log(1 + |X|)  (compression "log1p")  or  |X|  (compression "none")
 
     Args:
-      waveforms: ``[B, T]`` float32, ``T > win_length // 2``.
+      waveforms: ``[B, T]`` float32, ``T > fft_size // 2``.
       fft_size, hop_size, win_length: the resolution (``win_length <= fft_size``).
       compression: one of :data:`COMPRESSIONS`.
 
     Returns:
-      float32 ``[B, frames, fft_size // 2 + 1]``, ``frames = (T + 2 * (win_length // 2) - win_length) // hop_size
-      + 1`` (``1 + T // hop_size`` for an even window).
+      float32 ``[B, 1 + T // hop_size, fft_size // 2 + 1]``.
     """
     if compression not in COMPRESSIONS:
         raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
     if not (hop_size > 0 and 0 < win_length <= fft_size):
         raise ValueError(f"need hop > 0 and 0 < window <= FFT size, got {hop_size}, {win_length}, {fft_size}")
-    waveforms = tf.cast(waveforms, tf.float32)
-    pad = win_length // 2
-    padded = tf.pad(waveforms, [[0, 0], [pad, pad]], mode="REFLECT")
-    spectrum = tf.signal.stft(
-        padded,
-        frame_length=win_length,
-        frame_step=hop_size,
-        fft_length=fft_size,
-        window_fn=tf.signal.hann_window,
-        pad_end=False,
-    )
-    power = tf.square(tf.math.real(spectrum)) + tf.square(tf.math.imag(spectrum))
-    magnitude = tf.sqrt(tf.maximum(power, STFT_POWER_FLOOR))
+    magnitude = spectral.stft_magnitude(tf.cast(waveforms, tf.float32), fft_size, hop_size, win_length)
     return tf.math.log1p(magnitude) if compression == "log1p" else magnitude
 
 
