@@ -33,12 +33,12 @@ sys.path.insert(0, ROOT)
 METRICS = ("stoi", "pesq_wb", "log_mel_distance", "mcd", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808")
 
 
-def training_rows(run_dir: str) -> list[dict]:
-    """``(step, cpu_seconds, steps_per_sec)`` of each ``train`` row of the run's ``metrics.csv``."""
+def training_rows(run_dir: str, splits=("train",)) -> list[dict]:
+    """``{step, cpu_seconds}`` of each row of the run's ``metrics.csv`` whose split is in ``splits``."""
     rows = []
     with open(os.path.join(run_dir, "metrics.csv"), encoding="utf-8") as f:
         for row in csv.DictReader(f):
-            if row["split"] == "train" and row["cpu_hours"]:
+            if row["split"] in splits and row["cpu_hours"]:
                 rows.append({"step": int(row["step"]), "cpu_seconds": float(row["cpu_hours"]) * 3600})
     return rows
 
@@ -97,7 +97,9 @@ def follow_run(run_dir: str, reference_dir: str, out_dir: str, every_seconds: fl
     curve_path = os.path.join(out_dir, f"{name}.curve.jsonl")
     done = {p["step"] for p in read_jsonl(curve_path)}
     saved = checkpoints(run_dir)
-    for step, seconds in points_to_score(training_rows(run_dir), saved, every_seconds):
+    # Validation rows too: the run's last checkpoint (its budget's end) may fall between two training rows.
+    timed = training_rows(run_dir, splits=("train", "valid"))
+    for step, seconds in points_to_score(timed, saved, every_seconds):
         if step in done:
             continue
         scores = score(saved[step], reference_dir, sigma, with_griffin_lim=False)["waveglow"]
