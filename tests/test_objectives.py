@@ -409,19 +409,28 @@ def test_a_flow_only_model_warm_starts_a_run_with_a_post_filter(tmp_path):
     """The flow's weights are copied; the fresh post-filter is the identity, so synthesis is unchanged."""
     params, model, mel = tiny_model()
     tfwaveglow.save_model(model, str(tmp_path / "flow_only"), params)
-    with_filter = tiny_params(model__postfilter__n_layers=2, model__postfilter__n_channels=8, **SPECTRAL)
+    with_filter = tiny_params(
+        model__postfilter__n_layers=2, model__postfilter__n_channels=8, spectral__every=2, **SPECTRAL
+    )
     trainer = training.Trainer(with_filter, tmp_path / "run")
     assert trainer.restore(init_from=tmp_path / "flow_only") == 0
     z = tf.random.stateless_normal(model.latent_shape(mel), seed=[5, 6])
     expected = model.infer(mel, z=z).numpy()
     np.testing.assert_allclose(trainer.inference_model().infer(mel, z=z).numpy(), expected, rtol=1e-5, atol=1e-6)
-    # The spectral terms train the post-filter.
-    _, audio = clips(4)
-    mel4, _ = clips(4)
+    # The spectral terms train the post-filter (step 0); the likelihood does not reach it (step 1: NLL only).
+    mel4, audio = clips(4)
+    batch = (tf.constant(mel4), tf.constant(audio))
     before = variables_by_path(trainer.model.postfilter.trainable_variables)
-    assert trainer.train_step((tf.constant(mel4), tf.constant(audio)))["applied"]
+    assert trainer.train_step(batch)["applied"]
     after = variables_by_path(trainer.model.postfilter.trainable_variables)
     assert any(not np.array_equal(before[k], after[k]) for k in before)
+    flow = variables_by_path(trainer.model.couplings[0].trainable_variables)
+    second = trainer.train_step(batch)
+    assert second["applied"] and "loss/stft" not in second
+    for key, value in variables_by_path(trainer.model.postfilter.trainable_variables).items():
+        np.testing.assert_array_equal(value, after[key], err_msg=key)
+    moved = variables_by_path(trainer.model.couplings[0].trainable_variables)
+    assert any(not np.array_equal(flow[k], moved[k]) for k in flow)
 
 
 # ----------------------------------------------------------------------------- kill safety and distribution
@@ -594,3 +603,23 @@ def test_multi_worker_with_discriminators_over_loopback_trains_identical_workers
     assert len(disc_keys) == len(load_disc(tmp_path / "disc_worker0.npz")) and set(disc_keys) <= names
     assert "discriminator_optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE" in names
     assert not any(name.startswith(".worker_") for name in os.listdir(run_dir))
+
+
+def test_validation_reports_the_spectral_terms_from_fixed_latents(tmp_path):
+    from tfwaveglow.training.trainer import _VALID_LATENT_SEED
+
+    params = tiny_params(**SPECTRAL)
+    trainer = training.Trainer(params, tmp_path / "run")
+    mel, audio = clips(2, seed=7)
+    valid = tf.data.Dataset.from_tensor_slices((mel, audio)).batch(1)
+    first, again = trainer.evaluate(valid), trainer.evaluate(valid)
+    assert first == again  # the same latents every validation
+    assert first["loss/total"] == first["loss/nll"]
+    assert first["loss/spectral"] == pytest.approx(first["loss/stft"] + first["loss/mel"], rel=1e-6)
+    # loss/mel against the NumPy front end of preprocessing, clip by clip.
+    expected = []
+    for i in range(2):
+        fake = trainer.model.infer(mel[i : i + 1], sigma=params.spectral.sigma, seed=_VALID_LATENT_SEED)[0, :1024]
+        a, b = mel_spectrogram(audio[i], params.audio), mel_spectrogram(fake.numpy(), params.audio)
+        expected.append(np.mean(np.abs(a - b)))
+    assert first["loss/mel"] == pytest.approx(np.mean(expected), rel=2e-3)

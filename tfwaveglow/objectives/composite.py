@@ -108,19 +108,32 @@ class TrainingObjective:
         terms["loss/total"] = total
         return terms
 
+    def spectral_terms(self, real, fake, every: bool = False) -> dict:
+        """The STFT (``loss/stft``, ``loss/stft_sc``, ``loss/stft_mag``) and ``loss/mel`` terms.
+
+        Args:
+          real, fake: ``[B, T]`` float32 waveforms.
+          every: compute both kinds, not only those with a weight (validation).
+
+        Returns:
+          dict of float32 scalars.
+        """
+        w, s = self.weights, self.params.spectral
+        terms = {}
+        if every or w.stft > 0:
+            terms.update(spectral.multi_resolution_stft_loss(real, fake, s.fft_sizes, s.hop_sizes, s.win_lengths))
+        if every or w.mel > 0:
+            terms["loss/mel"] = spectral.log_mel_l1(real, fake, self.params.audio)
+        return terms
+
     def _reverse_pass_terms(self, model, mel, audio, mode, adversarial_scale, z, terms) -> list:
         w, s = self.weights, self.params.spectral
         fake = model.infer(mel, sigma=s.sigma, z=z)[:, : audio.shape[1] or tf.shape(audio)[1]]
         if mode == "discriminator":
             fake = tf.stop_gradient(fake)
         real = tf.cast(audio, tf.float32)
-        weighted = []
-        if w.stft > 0:
-            terms.update(spectral.multi_resolution_stft_loss(real, fake, s.fft_sizes, s.hop_sizes, s.win_lengths))
-            weighted.append(w.stft * terms["loss/stft"])
-        if w.mel > 0:
-            terms["loss/mel"] = spectral.log_mel_l1(real, fake, self.params.audio)
-            weighted.append(w.mel * terms["loss/mel"])
+        terms.update(self.spectral_terms(real, fake))
+        weighted = [getattr(w, name) * terms[f"loss/{name}"] for name in ("stft", "mel") if getattr(w, name) > 0]
         if self.uses_discriminators:
             real_scores, real_features = self.discriminators(real)
             fake_scores, fake_features = self.discriminators(fake)

@@ -21,7 +21,6 @@ from tfwaveglow.layers.dilated_conv import native_dilation_gradient_error
 from tfwaveglow.losses import nll_terms
 from tfwaveglow.model import WaveGlow
 from tfwaveglow.model_io import CHECKPOINT_SUBDIR, PARAMS_FILE, load_model, load_training_state, save_model
-from tfwaveglow.objectives import spectral
 from tfwaveglow.objectives.composite import MODES, TrainingObjective
 from tfwaveglow.run_lock import RunDirectoryLock
 from tfwaveglow.training import summaries
@@ -349,12 +348,21 @@ class Trainer:
         return self._folded
 
     # ---------------------------------------------------------------- compiled steps
+    def _generator_variables(self, mode: str) -> list:
+        """What a step of ``mode`` trains of the generator: NLL steps leave a post-filter alone
+        (the likelihood does not reach it), and its Adam state with it."""
+        if mode == "discriminator":
+            return []
+        if mode == "nll" and self.model.postfilter is not None:
+            skip = {id(v) for v in self.model.postfilter.trainable_variables}
+            return [v for v in self.model.trainable_variables if id(v) not in skip]
+        return self.model.trainable_variables
+
     def _loss_and_grads(self, mel, audio, weight, scale, mode, adversarial_scale, z):
         """One replica's terms and gradients (the discriminators' None without them).
 
-        The generator's gradients are None in the discriminators' warm-up; a
-        generator variable the step's terms do not reach (a post-filter in an
-        NLL-only step) gets a zero gradient.
+        The generator's gradients (None in the discriminators' warm-up) are those
+        of :meth:`_generator_variables`.
         """
         discriminating = self.discriminators is not None and mode != "nll"
         with tf.GradientTape(persistent=discriminating) as tape:
@@ -367,10 +375,8 @@ class Trainer:
                 objective = objective * scale
         grads = disc_grads = None
         if mode != "discriminator":
-            variables = self.model.trainable_variables
+            variables = self._generator_variables(mode)
             grads = tape.gradient(objective, variables)
-            if mode == "nll":
-                grads = [tf.zeros_like(v) if g is None else g for v, g in zip(variables, grads)]
             missing = [v.path for v, g in zip(variables, grads) if g is None]
             if missing:
                 raise ValueError(f"no gradient for {missing}")
@@ -431,9 +437,9 @@ class Trainer:
         start = tf.cast(ctx.replica_id_in_sync_group, tf.int32) * local
         return z[start : start + local]
 
-    def _apply_gradients(self, grads, disc_grads):
+    def _apply_gradients(self, grads, disc_grads, mode):
         if grads is not None:
-            self.optimizer.apply(grads, self.model.trainable_variables)
+            self.optimizer.apply(grads, self._generator_variables(mode))
         if disc_grads is not None:
             self.discriminator_optimizer.apply(disc_grads, self.discriminators.trainable_variables)
 
@@ -458,7 +464,7 @@ class Trainer:
         )
 
         def apply():
-            strategy.run(self._apply_gradients, args=(grads, disc_grads))
+            strategy.run(self._apply_gradients, args=(grads, disc_grads, mode))
             return tf.constant(True)
 
         applied = tf.cond(tf.logical_and(finite, tf.logical_not(spike)), apply, lambda: tf.constant(False))
@@ -519,12 +525,11 @@ class Trainer:
         out = self.model.forward(tf.cast(mel, dtype), tf.cast(audio, dtype))
         terms = nll_terms(out, sigma=self.params.train.sigma)
         terms["loss/nll"] = terms["loss/total"]
-        w, s = self.params.loss, self.params.spectral
         if self.objective.uses_reverse_pass:
-            fake = self.model.infer(tf.cast(mel, dtype), sigma=s.sigma, seed=_VALID_LATENT_SEED)
+            fake = self.model.infer(tf.cast(mel, dtype), sigma=self.params.spectral.sigma, seed=_VALID_LATENT_SEED)
             fake, real = fake[:, : tf.shape(audio)[1]], tf.cast(audio, tf.float32)
-            terms.update(spectral.multi_resolution_stft_loss(real, fake, s.fft_sizes, s.hop_sizes, s.win_lengths))
-            terms["loss/mel"] = spectral.log_mel_l1(real, fake, self.params.audio)
+            terms.update(self.objective.spectral_terms(real, fake, every=True))
+            w = self.params.loss
             terms["loss/spectral"] = w.stft * terms["loss/stft"] + w.mel * terms["loss/mel"]
         return terms
 
