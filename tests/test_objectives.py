@@ -231,7 +231,7 @@ def test_plateau_rule_lowers_the_scale_after_patience_validations_without_gain()
     rule = PlateauRule(patience=2, factor=0.5, min_delta=0.01, metric="loss/mel")
     scores = [1.0, 0.9, 0.895, 0.899, 0.8, 0.85, 0.81, 0.79, 0.795, 0.80]
     lowered = [rule.observe({"loss/mel": s}, scale) for s in scores]
-    # Gains over 0.01: 1.0 -> 0.9 -> 0.8 -> 0.79? (no: 0.79 > 0.8 - 0.01 is false, 0.79 < 0.79 is false)
+    # Best 1.0 -> 0.9 -> 0.8; 0.79 does not beat 0.8 by more than 0.01, so it counts as no gain.
     assert lowered == [False, False, False, True, False, False, True, False, False, True]
     assert float(scale.value.numpy()) == pytest.approx(0.125)
     assert int(scale.plateau_reductions.numpy()) == 3
