@@ -50,8 +50,9 @@ def test_index_maps_are_the_documented_layouts():
     np.testing.assert_array_equal(out[2], np.zeros(6))
 
 
-@pytest.mark.parametrize("separable", [False, True], ids=["plain", "separable"])
-@pytest.mark.parametrize("weight_norm", [False, True], ids=["folded", "weight_norm"])
+@pytest.mark.parametrize(
+    "separable, weight_norm", [(False, False), (True, True)], ids=["plain-folded", "separable-weight_norm"]
+)
 def test_a_widened_model_synthesises_and_scores_exactly_as_the_narrow_one(separable, weight_norm):
     narrow = trained_like(tfwaveglow.load_params(TINY, overrides={"model.wn.separable": separable}))
     wide_params = tfwaveglow.load_params(TINY, overrides={"model.wn.separable": separable, "model.wn.n_channels": 12})
@@ -98,6 +99,7 @@ def test_only_a_wider_wn_is_accepted():
         widen_wn(narrow, tfwaveglow.WaveGlow.from_params(tfwaveglow.load_params(TINY, overrides={"model.n_flows": 3})))
 
 
+@pytest.mark.slow
 def test_the_script_writes_a_wider_model_that_loads_and_synthesises_alike(tmp_path, capsys):
     params = tfwaveglow.load_params(TINY)
     narrow = trained_like(params)
