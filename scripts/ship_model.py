@@ -2,15 +2,16 @@
 
     python scripts/ship_model.py --run_dir=runs/ship [--output_dir=models/fishfillets_cs] \\
         [--checkpoint=PREFIX] [--samples_dir=samples] [--examples_dir=examples] \\
-        [--denoiser_strength=0.1] [--evaluation_md=FILE]
+        [--sigma=S] [--denoiser_strength=0.1] [--evaluation_md=FILE]
 
 1. Loads the run's latest checkpoint (or ``--checkpoint``) with weight norm folded
    and saves it with :func:`tfwaveglow.save_model` in float16 (``params.yaml`` +
    ``weights.npz``) with ``training_state.json`` (the checkpoint's step and training
    clocks, for ``train.py --init_from=... --continue_run``); the run's config is kept,
-   except ``export.denoiser_strength``, which is set to ``--denoiser_strength`` so
-   that ``synthesize.py`` and exported SavedModels use the denoiser by default. Fails
-   if the directory exceeds ``--max_megabytes``.
+   except ``export.denoiser_strength``, which is set to ``--denoiser_strength``, and,
+   given ``--sigma``, ``export.sigma`` (e.g. the choice of
+   ``scripts/choose_synthesis_defaults.py``), so that ``synthesize.py`` and exported
+   SavedModels use them by default. Fails if the directory exceeds ``--max_megabytes``.
 2. Measures what float16 storage costs: the float16 model against the float32
    checkpoint on the first example, under one latent (SNR in dB).
 3. Runs ``python -m tfwaveglow.demo`` with the shipped model on ``--examples_dir``
@@ -54,6 +55,7 @@ flags.DEFINE_string("output_dir", "models/fishfillets_cs", "The model directory 
 flags.DEFINE_string("checkpoint", None, "Checkpoint prefix to ship (default: the run's latest).", flag_values=FLAGS)
 flags.DEFINE_string("examples_dir", "examples", "Held-out recordings for the samples.", flag_values=FLAGS)
 flags.DEFINE_string("samples_dir", "samples", "Where the demo writes the samples ('' for none).", flag_values=FLAGS)
+flags.DEFINE_float("sigma", None, "export.sigma of the shipped params (default: the run's).", flag_values=FLAGS)
 flags.DEFINE_float(
     "denoiser_strength", None, "export.denoiser_strength of the shipped params (default: demo's).", flag_values=FLAGS
 )
@@ -570,6 +572,7 @@ def ship(
     examples_dir: str = "examples",
     samples_dir: str = "samples",
     denoiser_strength: float | None = None,
+    sigma: float | None = None,
     evaluation_md: str | None = None,
     max_megabytes: float = 25.0,
     reproduce_params: tuple[str, ...] = REPRODUCE_CONFIGS,
@@ -586,7 +589,12 @@ def ship(
     step = checkpoint_step(prefix)
     params = tfwaveglow.load_params(os.path.join(run_dir, PARAMS_FILE))
     strength = demo.DEFAULT_DENOISER_STRENGTH if denoiser_strength is None else float(denoiser_strength)
-    params = dataclasses.replace(params, export=dataclasses.replace(params.export, denoiser_strength=strength))
+    export = dataclasses.replace(params.export, denoiser_strength=strength)
+    if sigma is not None:
+        if not sigma > 0:
+            raise ShipError(f"--sigma must be positive, got {sigma:g}")
+        export = dataclasses.replace(export, sigma=float(sigma))
+    params = dataclasses.replace(params, export=export)
     record = training_record(run_dir, step)
     full = load_model(prefix, params=params)
 
@@ -641,6 +649,7 @@ def main(argv) -> None:
             examples_dir=FLAGS.examples_dir,
             samples_dir=FLAGS.samples_dir,
             denoiser_strength=FLAGS.denoiser_strength,
+            sigma=FLAGS.sigma,
             evaluation_md=FLAGS.evaluation_md,
             max_megabytes=FLAGS.max_megabytes,
             reproduce_params=FLAGS.reproduce_params,

@@ -65,7 +65,7 @@ def shipped(tmp_path_factory):
     script = load_script()
     script.main(
         ["ship_model", f"--run_dir={run}", f"--output_dir={out}", f"--examples_dir={examples}",
-         f"--samples_dir={samples}"]
+         f"--samples_dir={samples}", "--sigma=0.7"]
     )  # fmt: skip
     return {"tmp": tmp, "run": run, "out": out, "samples": samples, "model": model, "script": script}
 
@@ -79,6 +79,8 @@ def test_the_checkpoint_is_shipped_in_float16_with_the_denoiser_default(shipped)
     assert stored_weights_dtype(out) == "float16"
     loaded, params = tfwaveglow.model_io.load_model_and_params(out)
     assert params.export.denoiser_strength == 0.1 and params.model.n_flows == 2
+    assert params.export.sigma == 0.7  # --sigma; the run's own is 0.6
+    assert "sigma 0.7, denoiser strength 0.1" in (out / "MODEL_CARD.md").read_text()
     expected = weights_to_arrays(shipped["model"].fold_weight_norm())
     for name, value in weights_to_arrays(loaded).items():
         np.testing.assert_array_equal(value, expected[name].astype(np.float16).astype(np.float32), err_msg=name)
