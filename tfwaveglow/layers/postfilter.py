@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from tfwaveglow.layers.dilated_conv import DEFAULT_MODE, DilatedConv1D, dilated_conv1d
 from tfwaveglow.layers.pointwise import PointwiseConv, pointwise
+from tfwaveglow.layers.wn import gated_residual_skip
 
 
 @keras.saving.register_keras_serializable(package="tfwaveglow")
@@ -140,19 +141,11 @@ class PostFilter(keras.layers.Layer):
                     x = pointwise(signal, start_kernel, start_bias)  # [B, T, C]: the residual stream
             else:
                 acts = dilated_conv1d(x, layer.effective_kernel(), layer.dilation_rate, layer.mode)
-            acts = acts + tf.cast(layer.bias, dtype)  # [B, T, 2C]
-            in_act, gate = tf.split(acts, 2, axis=-1)
-            acts = tf.tanh(in_act) * tf.sigmoid(gate)  # [B, T, C]
-            res_skip_kernel = tf.cast(self.res_skip_layers[i].effective_kernel(), dtype)
-            res_skip_bias = tf.cast(self.res_skip_layers[i].bias, dtype)
-            if i < self.n_layers - 1:
-                res_kernel, skip_kernel = tf.split(res_skip_kernel, 2, axis=1)
-                res_bias, bias = tf.split(res_skip_bias, 2)
-                x = x + pointwise(acts, res_kernel, res_bias)
-            else:
-                skip_kernel, bias = res_skip_kernel, res_skip_bias
-            skip = pointwise(acts, tf.linalg.matmul(skip_kernel, end_kernel))  # [B, T, 1]
-            total = skip if total is None else total + skip
+            pre_activation = acts + tf.cast(layer.bias, dtype)  # [B, T, 2C]
+            residual, skip, bias = gated_residual_skip(pre_activation, self.res_skip_layers[i], end_kernel)
+            if residual is not None:
+                x = x + residual
+            total = skip if total is None else total + skip  # [B, T, 1]
             skip_bias = bias if skip_bias is None else skip_bias + bias
         end_bias = tf.cast(self.end.bias, dtype) + tf.linalg.matvec(end_kernel, skip_bias, transpose_a=True)
         return (total + end_bias)[:, :, 0]

@@ -165,19 +165,9 @@ class WN(keras.layers.Layer):
             # mel exists, every layer's of every flow at once: tie it to this layer's input instead.
             with tf.control_dependencies([pre_activation]):
                 condition = layer_condition(i, in_bias)
-            acts = pre_activation + condition
-            # Splits rather than slices throughout: cheaper gradients (see transform).
-            in_act, gate = tf.split(acts, 2, axis=-1)
-            acts = tf.tanh(in_act) * tf.sigmoid(gate)
-            res_skip_kernel = tf.cast(self.res_skip_layers[i].effective_kernel(), dtype)
-            res_skip_bias = tf.cast(self.res_skip_layers[i].bias, dtype)
-            if i < self.n_layers - 1:
-                res_kernel, skip_kernel = tf.split(res_skip_kernel, 2, axis=1)
-                res_bias, bias = tf.split(res_skip_bias, 2)
-                x = x + pointwise(acts, res_kernel, res_bias)
-            else:
-                skip_kernel, bias = res_skip_kernel, res_skip_bias
-            skip = pointwise(acts, tf.linalg.matmul(skip_kernel, end_kernel))
+            residual, skip, bias = gated_residual_skip(pre_activation + condition, self.res_skip_layers[i], end_kernel)
+            if residual is not None:
+                x = x + residual
             output = skip if output is None else output + skip
             skip_bias = bias if skip_bias is None else skip_bias + bias
         end_bias = tf.cast(self.end.bias, dtype) + tf.linalg.matvec(end_kernel, skip_bias, transpose_a=True)
@@ -229,3 +219,34 @@ class WN(keras.layers.Layer):
         config = super().get_config()
         config.update(in_channels=self.in_channels, cond_channels=self.cond_channels, **self.options())
         return config
+
+
+def gated_residual_skip(pre_activation, res_skip_layer, end_kernel):
+    """One gated layer's outputs, with its skip taken straight through ``end``.
+
+    ``tanh(first C) * sigmoid(second C)`` of ``pre_activation``, then
+    ``res_skip_layer``'s residual half (with its bias) and its skip half times
+    ``end_kernel`` (without bias: the skip biases fold into ``end``'s once, by
+    the caller). A layer whose ``res_skip_layer`` has ``C`` outputs (the last)
+    has the skip only.
+
+    Args:
+      pre_activation: ``[B, T, 2C]`` (conv output, biases and conditioning added).
+      res_skip_layer: a ``PointwiseConv`` ``C -> 2C`` (``[residual | skip]``) or ``C -> C`` (skip).
+      end_kernel: ``[C, E]`` in ``pre_activation``'s dtype.
+
+    Returns:
+      ``(residual [B, T, C] or None, skip . end [B, T, E], skip bias [C])``.
+    """
+    dtype = pre_activation.dtype
+    # Splits rather than slices: their gradient is one concat, a slice's a zero-filled full-size tensor each.
+    in_act, gate = tf.split(pre_activation, 2, axis=-1)
+    acts = tf.tanh(in_act) * tf.sigmoid(gate)
+    kernel = tf.cast(res_skip_layer.effective_kernel(), dtype)
+    bias = tf.cast(res_skip_layer.bias, dtype)
+    residual = None
+    if kernel.shape[1] == 2 * acts.shape[-1]:
+        res_kernel, kernel = tf.split(kernel, 2, axis=1)
+        res_bias, bias = tf.split(bias, 2)
+        residual = pointwise(acts, res_kernel, res_bias)
+    return residual, pointwise(acts, tf.linalg.matmul(kernel, end_kernel)), bias
