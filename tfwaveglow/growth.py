@@ -30,13 +30,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfwaveglow.layers.kernel import KernelMixin
-from tfwaveglow.model import WaveGlow
+from tfwaveglow.model import WaveGlow, copy_layer_weights
 
 
-def channel_index(old: int, new: int) -> np.ndarray:
-    """Where the ``old`` residual (or skip) channels sit among ``new``: ``[old]``."""
-    del new
+def channel_index(old: int) -> np.ndarray:
+    """Where the ``old`` residual (or skip) channels sit among the new ones: the first ``old``."""
     return np.arange(old)
 
 
@@ -96,16 +94,12 @@ def widen_wn(source: WaveGlow, target: WaveGlow) -> None:
         raise ValueError(f"only the WN width may differ: {theirs} vs {mine}")
     if new < old:
         raise ValueError(f"the target's WNs are narrower than the source's ({new} < {old} channels)")
-    chan, gated = channel_index(old, new), gated_index(old, new)
+    chan, gated = channel_index(old), gated_index(old, new)
     src_layers, dst_layers = source.named_layers(), target.named_layers()
     for name, layer in dst_layers.items():
         src = src_layers[name]
-        if not name.startswith("WN.") or not isinstance(layer, KernelMixin):
-            if isinstance(layer, KernelMixin):
-                layer.assign_kernel(src.effective_kernel(), src.bias)
-            else:
-                for dst_var, src_var in zip(layer.weights, src.weights, strict=True):
-                    dst_var.assign(src_var)
+        if not name.startswith("WN."):  # the upsampler, the 1x1 convs, a post-filter: same shapes
+            copy_layer_weights(layer, src)
             continue
         part = name.split(".")[2]
         kernel, bias = layer.effective_kernel().numpy(), layer.bias.numpy()

@@ -509,11 +509,7 @@ class WaveGlow(keras.Model):
         for name, layer in self.named_layers().items():
             if flow_only and name.startswith("postfilter."):
                 continue
-            if isinstance(layer, KernelMixin):
-                layer.assign_kernel(src[name].effective_kernel(), src[name].bias)
-            else:
-                for dst_var, src_var in zip(layer.weights, src[name].weights, strict=True):
-                    dst_var.assign(src_var)
+            copy_layer_weights(layer, src[name])
 
     def fold_weight_norm(self) -> "WaveGlow":
         """A copy with plain kernels ``g * v / ||v||`` (self when there is no weight norm)."""
@@ -548,6 +544,15 @@ class WaveGlow(keras.Model):
         for key in ("trainable", "dtype"):
             config.pop(key, None)
         return cls(**config)
+
+
+def copy_layer_weights(layer, source) -> None:
+    """Copies one layer's weights from ``source`` (same shapes), folding or adding weight norm as needed."""
+    if isinstance(layer, KernelMixin):
+        layer.assign_kernel(source.effective_kernel(), source.bias)
+    else:
+        for dst_var, src_var in zip(layer.weights, source.weights, strict=True):
+            dst_var.assign(src_var)
 
 
 _ARCH_KEYS = (
