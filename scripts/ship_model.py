@@ -2,7 +2,8 @@
 
     python scripts/ship_model.py --run_dir=runs/ship [--output_dir=models/fishfillets_cs] \\
         [--checkpoint=PREFIX] [--samples_dir=samples] [--examples_dir=examples] \\
-        [--sigma=S] [--denoiser_strength=0.1] [--evaluation_md=FILE]
+        [--sigma=S] [--denoiser_strength=0.1] [--evaluation_md=FILE] \\
+        [--corpus=fishfillets|fishfillets_tuxpaint] [--reproduce_params=CONFIG ...]
 
 1. Loads the run's latest checkpoint (or ``--checkpoint``) with weight norm folded
    and saves it with :func:`tfwaveglow.save_model` in float16 (``params.yaml`` +
@@ -17,15 +18,19 @@
 3. Runs ``python -m tfwaveglow.demo`` with the shipped model on ``--examples_dir``
    into ``--samples_dir`` (replacing an earlier demo output there) and writes
    ``README.md`` there.
-4. Writes ``MODEL_CARD.md``: data, licence, config, steps, training and validation
-   NLL and hours from the run's ``metrics.csv``, the example scores, how to
-   reproduce (one ``train.py`` call per stage of the run's ``params_changes.jsonl``:
-   config changes on resume are replayed at their steps; a run carried on from a
-   shipped model, ``train.py --init_from --continue_run``, is reproduced through
-   that model: train to its step, ship it, carry it on). The hours are the run's
-   training clock, which goes on across resumes and ``--continue_run``. The evaluation section is
-   taken from ``--evaluation_md`` (e.g. the ``evaluation.md`` written by
-   ``evaluate.py``), else kept from the card being replaced, else left as a placeholder.
+4. Writes ``MODEL_CARD.md`` (text: ``scripts/model_card.py``): data (``--corpus``), licence,
+   config, steps, training and validation NLL and hours from the run's ``metrics.csv``, the
+   example scores, the lineage and how to reproduce it. The lineage follows the runs'
+   ``warm_start.json`` records back (:func:`lineage`): a run warm-started from another
+   run's ``inference/`` weights is reproduced after that run, back to the first run or to
+   the model the first one started from (taken out of git when it is a committed model).
+   Within a run, one ``train.py`` call per stage of its ``params_changes.jsonl`` (config
+   changes on resume are replayed at their steps); a run carried on from a shipped model,
+   ``train.py --init_from --continue_run``, is reproduced through that model: train to its
+   step, ship it, carry it on. The hours are each run's training clock, which goes on
+   across resumes and ``--continue_run``. The evaluation section is taken from
+   ``--evaluation_md`` (e.g. the ``evaluation.md`` written by ``evaluate.py``), else kept
+   from the card being replaced, else left as a placeholder.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 
 SCRIPTS = os.path.dirname(os.path.abspath(__file__))
@@ -42,7 +48,9 @@ ROOT = os.path.dirname(SCRIPTS)
 sys.path.insert(0, ROOT)
 sys.path.insert(0, SCRIPTS)
 
+import model_card  # noqa: E402
 from absl import flags  # noqa: E402
+from model_card import CORPORA, EVALUATION_BEGIN, EVALUATION_END, FISH_FILLETS, Origin, Run  # noqa: E402
 
 from tfwaveglow import cli  # noqa: E402
 
@@ -66,12 +74,17 @@ flags.DEFINE_multi_string(
     "Config YAMLs (layered in order) that the card's reproduction command starts from; overrides add the rest.",
     flag_values=FLAGS,
 )
+flags.DEFINE_enum(
+    "corpus",
+    FISH_FILLETS.name,
+    sorted(CORPORA),
+    "The training data the run read (the card's Data section).",
+    flag_values=FLAGS,
+)
 flags.DEFINE_float("max_megabytes", 25.0, "Largest allowed model directory (MB, 10^6 bytes).", flag_values=FLAGS)
 flags.mark_flags_as_required(["run_dir"], flag_values=FLAGS)
 
 CARD_NAME = "MODEL_CARD.md"
-EVALUATION_BEGIN = "<!-- evaluation:begin -->"
-EVALUATION_END = "<!-- evaluation:end -->"
 EVALUATION_PLACEHOLDER = """Not measured yet for this checkpoint. To fill in, on all 62 held-out utterances:
 
 ```bash
@@ -137,8 +150,16 @@ def checkpoint_continued_from(prefix: str) -> int:
     return int(checkpoint_scalar(prefix, "lr_step_offset") or 0)
 
 
+def _nll(row: dict) -> float:
+    """A metrics row's NLL: its ``loss/nll`` column (``loss/total`` may hold other terms too), else ``loss/total``."""
+    return float(row.get("loss/nll") or row["loss/total"])
+
+
 def training_record(run_dir: str, step: int) -> dict:
     """Validation and training NLL and hours of training up to ``step``, from the run's ``metrics.csv``.
+
+    The NLL is the ``loss/nll`` column, or ``loss/total`` in a file written before that column
+    existed (when the NLL was the whole loss).
 
     The hours are the run's own training clock (the ``train_hours`` column, which goes on
     across resumes and ``--continue_run``) at the last row up to ``step``; a ``metrics.csv``
@@ -152,8 +173,8 @@ def training_record(run_dir: str, step: int) -> dict:
          if s <= step and row.get("train_hours")),
         default=None,
     )  # fmt: skip
-    valid = [(s, float(row["loss/total"])) for s, _, row in splits["valid"] if s <= step]
-    train = [(s, float(row["loss/total"])) for s, _, row in splits["train"] if s <= step]
+    valid = [(s, _nll(row)) for s, _, row in splits["valid"] if s <= step]
+    train = [(s, _nll(row)) for s, _, row in splits["train"] if s <= step]
     stamps = [t for rows in splits.values() for s, t, _ in rows if s <= step]
     if not train:
         raise ShipError(f"{run_dir}/metrics.csv: no training rows up to step {step}")
@@ -200,63 +221,6 @@ def run_samples(model_dir: str, examples_dir: str, samples_dir: str) -> dict:
         return json.load(f)
 
 
-def _value(value, digits: int) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
-def examples_table(summary: dict, link_prefix: str = "") -> str:
-    """Markdown table of the demo's per-file scores (WaveGlow, + denoiser, Griffin-Lim) and means."""
-    from tfwaveglow import demo
-
-    systems = demo.SYSTEMS
-    titles = [demo.SYSTEM_TITLES[s] for s in systems]
-    metrics = [("log_mel_distance", "log-mel dist. ↓", 3), ("stoi", "STOI ↑", 3), ("pesq_wb", "PESQ-WB ↑", 2)]
-    header = ["utterance", "seconds"] + [f"{label} {title}" for _, label, _ in metrics for title in titles]
-    lines = ["| " + " | ".join(header) + " |", "| --- | " + " | ".join(["---:"] * (len(header) - 1)) + " |"]
-    for entry in summary["files"]:
-        name = f"[`{entry['output_dir']}`]({link_prefix}{entry['output_dir']}/)" if link_prefix else entry["file"]
-        cells = [name, f"{entry['seconds']:.2f}"]
-        cells += [_value(entry["metrics"][s][m], d) for m, _, d in metrics for s in systems]
-        lines.append("| " + " | ".join(cells) + " |")
-    cells = ["**mean**", f"{summary['total_seconds_of_audio']:.2f}"]
-    cells += [f"**{_value(summary['average'][s][m]['mean'], d)}**" for m, _, d in metrics for s in systems]
-    lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def samples_readme(summary: dict, info: dict) -> str:
-    from tfwaveglow import demo
-
-    rows = "\n".join(f"| `<utterance>/{name}` | {text} |" for name, text in summary["outputs"].items())
-    return f"""# Samples of the shipped model
-
-Copy synthesis of the four held-out utterances of `examples/` (never seen in training) by
-the shipped model `{info["model_dir"]}` ({info["steps"]} training steps, float16 weights),
-made by `scripts/ship_model.py`, which runs
-
-```bash
-python -m tfwaveglow.demo --model={info["model_dir"]} \\
-    --input_dir={info["examples_dir"]} --output_dir={info["samples_dir"]}
-```
-
-(sigma {summary["sigma"]:g}, denoiser strength {summary["denoiser_strength"]:g}, seed {summary["seed"]},
-Griffin-Lim {summary["griffin_lim_iterations"]} iterations). Every wav is 22.05 kHz mono 16-bit PCM.
-
-| file | what it is |
-| --- | --- |
-{rows}
-| `{demo.SUMMARY_NAME}` | settings, per-file scores against the original, means |
-
-Scores against the original (copy synthesis from its mel; ↓ lower is better, ↑ higher):
-
-{examples_table(summary, link_prefix="./")}
-
-The utterances are from the Fish Fillets NG Czech voice pack (`fillets-ng-data-cs`), GPL-2:
-see `examples/README.md` and `examples/LICENSE`; the outputs here are derived from them and
-carry the same licence.
-"""
-
-
 def _evaluation_section(card_path: str, evaluation_md: str | None) -> str:
     if evaluation_md:
         with open(evaluation_md, encoding="utf-8") as f:
@@ -272,296 +236,85 @@ def _evaluation_section(card_path: str, evaluation_md: str | None) -> str:
     return EVALUATION_PLACEHOLDER
 
 
-def _override(key: str, value) -> str:
-    return f"{key}={str(value).lower() if isinstance(value, bool) else value}"
+def git_commit_holding(path: str) -> tuple[str, str] | None:
+    """``(commit, path in the repository)`` of the last commit that changed the model at ``path``.
+
+    None when ``path`` is not a model committed in this repository (outside it, untracked,
+    or changed since its last commit, so that no commit holds the weights that were used).
+    """
+    path = os.path.abspath(path)
+    if os.path.commonpath([path, ROOT]) != ROOT:
+        return None
+    relative = os.path.relpath(path, ROOT)
+
+    def git(*args):
+        result = subprocess.run(["git", "-C", ROOT, *args], capture_output=True, text=True, check=False)
+        return result.stdout.strip() if result.returncode == 0 else None
+
+    commit = git("log", "-1", "--format=%h", "--", relative)
+    if not commit or git("status", "--porcelain", "--", relative):
+        return None
+    return commit, relative
 
 
-def reproduce_overrides(params, steps: int, config_paths: list[str]) -> list[str]:
-    """``--params_override`` entries that turn the layered configs into the run's config, trained to ``steps``.
+def inference_run(path: str) -> str | None:
+    """The run directory whose weights ``path`` is (the run itself or its ``inference/``), else None."""
+    from tfwaveglow.model_io import CHECKPOINT_SUBDIR
+    from tfwaveglow.training import INFERENCE_SUBDIR
 
-    Every ``model``, ``data`` and ``train`` key whose value in ``params`` (a
-    config, or its dotted form from :func:`tfwaveglow.training.dotted_initial_params`)
-    differs from the config files' (``config_paths``, relative to the repository,
-    layered in order), with ``train.steps`` set to ``steps``.
+    path = os.path.abspath(path)
+    for candidate in (path, os.path.dirname(path) if os.path.basename(path) == INFERENCE_SUBDIR else None):
+        if candidate and os.path.isdir(os.path.join(candidate, CHECKPOINT_SUBDIR)):
+            return candidate
+    return None
+
+
+def lineage(run_dir: str) -> tuple[Origin | None, list[Run]]:
+    """Where ``run_dir``'s first weights came from: the origin model and the runs before it, oldest first.
+
+    Follows each run's ``warm_start.json`` back: an earlier run is taken at its latest
+    checkpoint (whose weights its ``inference/`` holds); the walk ends at a run that started
+    from fresh weights, or carried on its own shipped model (``--continue_run``: reproduced
+    by the card's continued-run commands), or at a model that is not a run (the origin).
     """
     import tfwaveglow
-    from tfwaveglow.training import params_history
+    from tfwaveglow.model_io import PARAMS_FILE, load_training_state
+    from tfwaveglow.training import read_params_changes, read_warm_start
 
-    sections = ("model", "data", "train")
-    ours = params if isinstance(params, dict) else params_history.dotted(params, sections)
-    base = tfwaveglow.load_params([os.path.join(ROOT, path) for path in config_paths])
-    theirs = params_history.dotted(base, sections)
-    entries = [f"train.steps={steps}"]
-    for key, value in theirs.items():
-        if key != "train.steps" and ours[key] != value:
-            entries.append(_override(key, ours[key]))
-    return entries
-
-
-def reproduce_stages(params, steps: int, config_paths: list[str], changes: list[dict]) -> list[dict]:
-    """The ``train.py`` runs that replay the run to ``steps``, config changes included.
-
-    Args:
-      params: the run's newest config.
-      steps: the shipped checkpoint's step.
-      config_paths: the layered configs the first run starts from.
-      changes: the run's ``params_changes.jsonl`` records (oldest first); those
-        at or after ``steps`` did not shape the checkpoint and are left out.
-
-    Returns:
-      One dict per ``train.py`` run: ``overrides`` (``--params_override``
-      entries; the first run's relative to ``config_paths``, each later one's
-      the keys changed at its start) and ``stop`` (its ``--steps``, None for the
-      last, which ends at ``train.steps = steps``).
-    """
-    from tfwaveglow.training import params_history
-
-    first = params_history.dotted_initial_params(params, changes)
-    changes = [c for c in changes if c["step"] < steps]
-    stages = [{"overrides": reproduce_overrides(first, steps, config_paths), "stop": None}]
-    for change in changes:
-        stages[-1]["stop"] = change["step"]
-        entries = [_override(k, after) for k, (_, after) in change["changed"].items() if k != "train.steps"]
-        stages.append({"overrides": entries, "stop": None})
-    return stages
-
-
-def changes_text(changes: list[dict], steps: int) -> str:
-    """One sentence per recorded config change before ``steps`` (empty when none)."""
-    lines = []
-    for change in changes:
-        if change["step"] < steps:
-            keys = ", ".join(f"`{k}` {before} → {after}" for k, (before, after) in change["changed"].items())
-            lines.append(f"from step {change['step']}: {keys}")
-    if not lines:
-        return ""
-    return "\n\nChanged on resume (the run's `params_changes.jsonl`): " + "; ".join(lines) + "."
-
-
-def architecture(params, parameters: int) -> str:
-    """One sentence on the flow's layout: flows, group size, WN, conditioning, parameter count."""
-    m = params.model
-    hop = params.audio.hop_length
-    steps_per_frame = hop // m.n_group if hop % m.n_group == 0 else None
-    rate = (
-        f"{m.n_group}-sample groups ({'one' if steps_per_frame == 1 else steps_per_frame} per mel frame)"
-        if steps_per_frame
-        else f"{m.n_group}-sample groups"
-    )
-    wn = f"WN {m.wn.n_layers} layers × {m.wn.n_channels} channels" + (
-        " (depthwise-separable)" if m.wn.separable else ""
-    )
-    if m.upsampler == "transposed_conv":
-        cond = f"NVIDIA's transposed-conv upsampler ({m.upsample_kernel_size} taps)"
-    else:
-        context = f"{m.frame_context} frame{'s' if m.frame_context != 1 else ''} of context either side"
-        cond = f"the mel repeated to the group rate with {context}"
-    return f"{m.n_flows} flows of {rate}, {wn}, {cond}; {parameters:,} parameters"
-
-
-def precision(train) -> str:
-    """How the run computed: float32, or the mixed-precision dtype."""
-    if train.mixed_precision in (False, "float32"):
-        return "float32"
-    if train.mixed_precision is True:
-        return "float32 on a CPU (`mixed_precision: true` applies on a GPU only)"
-    return f"{train.mixed_precision} mixed precision"
-
-
-def reproduce_commands(stages: list[dict], config_paths: list[str], continued_from: int = 0) -> str:
-    """The shell commands of :func:`reproduce_stages`' runs, one ``train.py`` call each.
-
-    With ``continued_from`` (:func:`checkpoint_continued_from`), the run carried on from a
-    model shipped at that step: the commands first train a run to that step and ship it, then
-    train the run that carries it on (``--init_from --continue_run``) into ``runs/ship``.
-    """
-
-    def train(model_dir: str) -> str:
-        return (
-            "python train.py --filelist=corpus/train.txt --valid_filelist=corpus/valid.txt \\\n"
-            f"    --wave_dir=corpus/audio --lc_dir=corpus/mels --model_dir={model_dir}"
-        )
-
-    configs = "    " + " ".join(f"--params={path}" for path in config_paths)
-    commands = []
-    if continued_from:
-        first, shipped = "runs/ship_first", f"runs/ship_step{continued_from}"
-        lines = [train(first), configs] + [f"    --params_override={entry}" for entry in stages[0]["overrides"]]
-        commands.append(" \\\n".join([*lines, f"    --steps={continued_from}"]))
-        commands.append(
-            f"python scripts/ship_model.py --run_dir={first} --checkpoint={first}/checkpoints/ckpt-{continued_from} "
-            f"\\\n    --output_dir={shipped} --samples_dir="
-        )
-    for index, stage in enumerate(stages):
-        lines = [train("runs/ship")]
-        if index == 0:
-            lines.append(configs)
-            if continued_from:
-                lines.append(f"    --init_from=runs/ship_step{continued_from} --continue_run")
-        lines += [f"    --params_override={entry}" for entry in stage["overrides"]]
-        if stage["stop"] is not None:
-            lines.append(f"    --steps={stage['stop']}")
-        commands.append(" \\\n".join(lines))
-    return "\n".join(commands)
-
-
-def continued_text(continued_from: int) -> str:
-    """The Training section's sentence on a run carried on from a shipped model (empty if not)."""
-    if not continued_from:
-        return ""
-    return (
-        f" The run carried on from its own weights shipped at step {continued_from} (float16; "
-        "`train.py --init_from --continue_run`): the step, data order, learning-rate schedule and "
-        f"training clock went on from there, and Adam's moments restarted at step {continued_from} "
-        "with a fresh warm-up."
-    )
-
-
-def model_card(
-    info: dict,
-    params,
-    record: dict,
-    summary: dict | None,
-    evaluation: str,
-    config_paths: list[str],
-    changes: list[dict] = (),
-) -> str:
-    import yaml
-
-    model_yaml = yaml.safe_dump({"model": dataclasses.asdict(params.model)}, sort_keys=False).strip()
-    t = params.train
-    train_keys = ("batch_size", "learning_rate", "lr_schedule", "lr_warmup_steps")
-    if t.lr_schedule != "constant":
-        train_keys += ("lr_decay_start", "lr_decay_steps", "lr_decay_rate")
-    train_keys += ("sigma", "weight_norm")
-    train_yaml = yaml.safe_dump({"train": {k: getattr(t, k) for k in train_keys}}, sort_keys=False).strip()
-    segment = params.data.segment_length
-    order = "deterministic" if t.deterministic else "shuffled"
-    valid_nll = (
-        f"**{record['valid_nll']:.3f}** (step {record['valid_step']}; best {record['valid_best'][1]:.3f} at step "
-        f"{record['valid_best'][0]})"
-        if record["valid_nll"] is not None
-        else "not recorded"
-    )
-    if summary is not None:
-        examples = (
-            "Copy synthesis of the four held-out utterances in `examples/` (from their mels; the audio is in "
-            f"`samples/`; sigma {summary['sigma']:g}, denoiser strength {summary['denoiser_strength']:g}):\n\n"
-            + examples_table(summary)
-        )
-    else:
-        examples = "Not run (`--samples_dir=''`)."
-    train_from, train_to = record["train_steps"]
-    changes = list(changes)
-    continued_from = info.get("continued_from", 0)
-    stages = reproduce_stages(params, info["steps"], config_paths, changes)
-    commands = reproduce_commands(stages, config_paths, continued_from)
-    history = continued_text(continued_from) + changes_text(changes, info["steps"])
-    configs = ", ".join(f"`{path}`" for path in config_paths)
-    quality = "expect hiss and buzz, clearly worse than NVIDIA's published model"
-    if summary is not None:
-        means = {m: {k: summary["average"][k][m]["mean"] for k in summary["average"]} for m in ("log_mel_distance",)}
-        waveglow, baseline = means["log_mel_distance"]["waveglow_denoised"], means["log_mel_distance"]["griffin_lim"]
-        if waveglow is not None and baseline is not None and waveglow > baseline:
-            quality = (
-                "on the examples its output is still further from the original than the Griffin-Lim "
-                f"baseline's (log-mel distance {waveglow:.2f} against {baseline:.2f}): noisy, with little of "
-                "the harmonic structure of voiced speech"
-            )
-    return f"""# Model card: `fishfillets_cs` WaveGlow vocoder
-
-A WaveGlow vocoder (mel spectrogram → 22.05 kHz speech) trained from scratch with tfwaveglow on
-the Czech voices of the game Fish Fillets – Next Generation. Small enough to train on a CPU:
-{architecture(params, info["parameters"])} (NVIDIA's published model: 12 flows of 8-sample
-groups, WN 8 × 256, about 88 M).
-
-| | |
-| --- | --- |
-| files | `params.yaml` (the run's resolved config), `weights.npz` (float16, weight norm folded) |
-| size | {info["megabytes"]:.1f} MB (`params.yaml` + `weights.npz`; float16 on disk, float32 once loaded) |
-| float16 storage | output SNR {info["snr_db"]:.1f} dB against float32 (same latent, `{info["snr_example"]}`) |
-| training steps | {info["steps"]} (checkpoint `{info["checkpoint_name"]}`) |
-| training time | {record["hours"]:.2f} h wall clock on 2 CPU cores (from `metrics.csv`, stops left out) |
-| validation NLL | {valid_nll} |
-| training NLL | {record["train_nll"]:.3f} (mean of the rows logged at steps {train_from}–{train_to}) |
-| synthesis defaults | sigma {params.export.sigma:g}, denoiser strength {params.export.denoiser_strength:g} |
-
-NLL is WaveGlow's loss per audio sample (σ = 1, no Gaussian constant; lower is better; NVIDIA's
-LJSpeech model reaches about −5.5 to −6).
-
-## Use
-
-```bash
-make demo                                    # copy synthesis of examples/ into demo_output/
-python -m tfwaveglow.demo --input_dir=my_wavs --output_dir=out
-python synthesize.py --model=models/fishfillets_cs --mel=mel.npy --output_dir=out
-```
-
-```python
-import tfwaveglow
-model = tfwaveglow.load_model("models/fishfillets_cs")   # float32 variables
-audio = model.infer(mel, sigma=0.6)                      # mel [1, frames, 80] natural-log Slaney mel
-```
-
-Mels must come from the NVIDIA/Tacotron 2 front end (`tfwaveglow.audio.mel_spectrogram`: 22.05 kHz,
-FFT 1024, hop 256, 80 bins 0–8 kHz, natural log).
-
-## Data
-
-The Debian package `fillets-ng-data-cs` (Czech voice acting of Fish Fillets – Next Generation,
-22.05 kHz mono): two speakers, the small fish (female, files `*-m-*`) and the big fish (male,
-`*-v-*`), about 69 minutes in 1238 utterances. Split by `preprocess_data.py` (valid fraction
-{params.data.valid_fraction:g}, seed {params.data.split_seed}): **1176 training and 62 held-out validation
-utterances** (`corpus/train.txt`, `corpus/valid.txt`); both speakers in both. `examples/` holds four
-of the held-out utterances.
-
-## Licence
-
-The recordings are licensed under the GNU General Public License, version 2 (see
-`tests/data/LICENSE` and the package's `/usr/share/doc/fillets-ng-data-cs/copyright`); the weights
-are trained on them and are distributed under the **GPL-2** as well. tfwaveglow's code is BSD-3-Clause.
-
-## Training
-
-{configs} (trained longer): random {segment}-sample segments, batch {t.batch_size},
-Adam, {precision(t)}, {order} data order.{history} From the shipped `params.yaml`:
-
-```yaml
-{model_yaml}
-{train_yaml}
-```
-
-## Reproduce
-
-```bash
-scripts/get_corpus.sh      # downloads fillets-ng-data-cs with apt-get, preprocesses into corpus/
-{commands}
-python scripts/ship_model.py --run_dir=runs/ship --output_dir=models/fishfillets_cs
-```
-
-Running `train.py` again resumes from the last checkpoint; a later `train.py` call with
-`--params_override` changes those keys from its start on. Another machine or thread count gives a
-run close to, not bit-identical with, this one.
-
-## Intended use and limits
-
-- Research and demonstration: a vocoder for Czech speech of these two voices, e.g. for the
-  copy synthesis of `make demo` or behind a Czech TTS model trained on the same corpus.
-- Trained {record["hours"]:.1f} h on a CPU, a small model (validation NLL {_value(record["valid_nll"], 2)}
-  against about −5.5 for NVIDIA's LJSpeech model): {quality}. Other speakers, languages,
-  sampling rates or mel front ends are out of scope (expect worse audio).
-- The voices belong to the game's voice actors: do not use the model to impersonate them.
-
-## Examples
-
-{examples}
-
-## Evaluation
-
-{EVALUATION_BEGIN}
-{evaluation}
-{EVALUATION_END}
-"""
+    runs, origin, seen = [], None, {os.path.abspath(run_dir)}
+    current = run_dir
+    while True:
+        try:
+            record = read_warm_start(current)
+        except ValueError as e:
+            raise ShipError(str(e)) from None
+        if record is None or record["continue_run"]:
+            break
+        source = record["init_from"]
+        earlier = inference_run(source)
+        if earlier is None:
+            held = git_commit_holding(source)
+            hours = None
+            try:
+                hours = load_training_state(source)["train_seconds"] / 3600.0
+            except (ValueError, OSError):
+                pass
+            origin = Origin(source, record["step"], hours, *(held or (None, None)))
+            break
+        if earlier in seen:
+            raise ShipError(f"{current}: its warm-start records go round in a circle through {earlier}")
+        seen.add(earlier)
+        prefix = latest_checkpoint(earlier)
+        steps = checkpoint_step(prefix)
+        try:
+            changes = tuple(read_params_changes(earlier))
+        except ValueError as e:
+            raise ShipError(str(e)) from None
+        params = tfwaveglow.load_params(os.path.join(earlier, PARAMS_FILE))
+        hours = training_record(earlier, steps)["hours"]
+        runs.insert(0, Run(params, steps, hours, changes, checkpoint_continued_from(prefix)))
+        current = earlier
+    return origin, runs
 
 
 def ship(
@@ -576,6 +329,7 @@ def ship(
     evaluation_md: str | None = None,
     max_megabytes: float = 25.0,
     reproduce_params: tuple[str, ...] = REPRODUCE_CONFIGS,
+    corpus: str = FISH_FILLETS.name,
 ) -> dict:
     """Steps 1-4 of the module docstring; returns what the card reports."""
     import tfwaveglow
@@ -623,15 +377,20 @@ def ship(
     if samples_dir:
         summary = run_samples(output_dir, examples_dir, samples_dir)
         with open(os.path.join(samples_dir, "README.md"), "w", encoding="utf-8") as f:
-            f.write(samples_readme(summary, info))
+            f.write(model_card.samples_readme(summary, info))
     card_path = os.path.join(output_dir, CARD_NAME)
     evaluation = _evaluation_section(card_path, evaluation_md)
     try:
         changes = read_params_changes(run_dir)
     except ValueError as e:
         raise ShipError(str(e)) from None
+    origin, earlier_runs = lineage(run_dir)
+    card = model_card.model_card(
+        info, params, record, summary, evaluation, list(reproduce_params), changes,
+        origin=origin, earlier_runs=tuple(earlier_runs), corpus=CORPORA[corpus],
+    )  # fmt: skip
     with open(card_path, "w", encoding="utf-8") as f:
-        f.write(model_card(info, params, record, summary, evaluation, list(reproduce_params), changes))
+        f.write(card)
     size = directory_bytes(output_dir)
     if size > max_megabytes * 1e6:
         raise ShipError(f"{output_dir} is {size / 1e6:.1f} MB, more than --max_megabytes={max_megabytes:g}")
@@ -653,6 +412,7 @@ def main(argv) -> None:
             evaluation_md=FLAGS.evaluation_md,
             max_megabytes=FLAGS.max_megabytes,
             reproduce_params=FLAGS.reproduce_params,
+            corpus=FLAGS.corpus,
         )
     print(
         f"shipped step {result['steps']} to {FLAGS.output_dir} ({result['megabytes']:.1f} MB, "

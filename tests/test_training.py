@@ -555,6 +555,10 @@ def test_init_from_copies_weights_with_a_fresh_optimizer(tmp_path):
     for key in expected:
         np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, atol=1e-7, err_msg=key)
     assert int(trainer.optimizer.iterations.numpy()) == 0
+    # The run records where its weights came from (no training_state.json there: no step).
+    record = {"init_from": str(tmp_path / "pretrained"), "step": None, "continue_run": False}
+    assert training.read_warm_start(tmp_path / "run") == record
+    assert training.read_warm_start(tmp_path) is None
     # A run with a checkpoint resumes and ignores --init_from.
     for variable in trainer.model.trainable_variables:
         variable.assign(variable * 0.5)
@@ -563,6 +567,7 @@ def test_init_from_copies_weights_with_a_fresh_optimizer(tmp_path):
     trainer.run_lock.release()
     again = training.Trainer(params, tmp_path / "run")
     assert again.restore(init_from=tmp_path / "pretrained") == 2
+    assert training.read_warm_start(tmp_path / "run") == record
     resumed, saved = weights_to_arrays(again.model), weights_to_arrays(trainer.model)
     for key in saved:
         np.testing.assert_array_equal(resumed[key], saved[key], err_msg=key)
@@ -597,6 +602,7 @@ def test_continue_run_carries_on_the_shipped_runs_step_clocks_and_schedule(tmp_p
 
     trainer = training.Trainer(params, tmp_path / "run")
     assert trainer.restore(init_from=shipped, continue_run=True) == 50
+    assert training.read_warm_start(tmp_path / "run") == {"init_from": str(shipped), "step": 50, "continue_run": True}
     assert int(trainer.step.numpy()) == 50 and int(trainer.optimizer.iterations.numpy()) == 0
     assert float(trainer.train_seconds.numpy()) == 3600.0 and float(trainer.cpu_seconds.numpy()) == 7200.0
     assert float(trainer.optimizer.learning_rate) == pytest.approx(expected_lr(0), rel=1e-5)
@@ -692,6 +698,25 @@ def test_two_resumes_from_one_checkpoint_are_undone_in_file_order(tmp_path):
     initial = training.dotted_initial_params(newest, changes)
     assert (initial["train.batch_size"], initial["train.learning_rate"]) == (4, 1e-3)
     assert training.examples_trained(newest, changes, 30) == 30 * 4
+
+
+def test_a_resume_that_changes_the_objective_records_it(tmp_path):
+    trainer = training.Trainer(tiny_params(), tmp_path)
+    trainer.restore()
+    trainer.step.assign(3)
+    trainer.save()
+    trainer.run_lock.release()
+    resumed = training.Trainer(tiny_params(loss__stft=0.5, spectral__sigma=0.8), tmp_path)
+    assert resumed.restore() == 3
+    resumed.run_lock.release()
+    changed = {"loss.stft": [0.0, 0.5], "spectral.sigma": [0.6, 0.8]}
+    assert training.read_params_changes(tmp_path) == [{"step": 3, "changed": changed}]
+
+
+def test_a_damaged_warm_start_record_is_named(tmp_path):
+    (tmp_path / training.WARM_START_FILE).write_text('{"step": 3}')
+    with pytest.raises(ValueError, match=r"warm_start.json: not a warm-start record"):
+        training.read_warm_start(tmp_path)
 
 
 def test_a_damaged_params_changes_line_is_named(tmp_path):

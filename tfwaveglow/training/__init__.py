@@ -56,10 +56,13 @@ from tfwaveglow.training.optimization import (
 )
 from tfwaveglow.training.params_history import (
     PARAMS_CHANGES_FILE,
+    WARM_START_FILE,
     dotted_initial_params,
     examples_trained,
     read_params_changes,
+    read_warm_start,
     record_params_change,
+    record_warm_start,
 )
 from tfwaveglow.training.summaries import (
     AUDIO_SUMMARY_CLIPS,
@@ -86,6 +89,7 @@ __all__ = [
     "METRICS_FILE",
     "PARAMS_CHANGES_FILE",
     "STRATEGIES",
+    "WARM_START_FILE",
     "DynamicLossScale",
     "NonFiniteTrainingError",
     "TrainLearningRate",
@@ -99,7 +103,9 @@ __all__ = [
     "make_optimizer",
     "mel_comparison_image",
     "read_params_changes",
+    "read_warm_start",
     "record_params_change",
+    "record_warm_start",
     "remove_unlisted_checkpoint_files",
     "split_global_batches",
     "train",

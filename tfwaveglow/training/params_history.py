@@ -10,6 +10,15 @@ resume appends one JSON line to ``params_changes.jsonl`` in the run directory::
 step on; ``changed``: dotted key -> ``[before, after]``.) With it, the run's
 config at its start can be rebuilt (:func:`dotted_initial_params`), e.g. for a model
 card's reproduction command.
+
+A run warm-started from another model (``train.py --init_from``) records where its
+first weights came from in ``warm_start.json``::
+
+    {"init_from": "/abs/path/to/model", "step": 21000, "continue_run": false}
+
+(``step``: the source model's training step when it carries a ``training_state.json``,
+else null.) Following these records back from run to run gives a model's lineage
+(``scripts/ship_model.py`` writes it into the model card).
 """
 
 from __future__ import annotations
@@ -21,8 +30,9 @@ import os
 from tfwaveglow.config import Params
 
 PARAMS_CHANGES_FILE = "params_changes.jsonl"
+WARM_START_FILE = "warm_start.json"
 # Sections a resumed run may change (the model must stay the same).
-CHANGEABLE_SECTIONS = ("audio", "data", "train", "export")
+CHANGEABLE_SECTIONS = ("audio", "data", "train", "export", "loss", "spectral", "adversarial")
 
 
 def dotted(params: Params, sections=CHANGEABLE_SECTIONS) -> dict:
@@ -111,3 +121,38 @@ def examples_trained(params: Params, changes: list[dict], step: int) -> int:
             seen += (change["step"] - start) * batch
             start, batch = change["step"], change["changed"]["train.batch_size"][1]
     return seen + (step - start) * batch
+
+
+def record_warm_start(model_dir: str, init_from: str, step: int | None, continue_run: bool) -> str:
+    """Writes ``warm_start.json``: the run's first weights came from ``init_from`` (at its ``step``)."""
+    path = os.path.join(model_dir, WARM_START_FILE)
+    record = {"init_from": os.path.abspath(init_from), "step": step, "continue_run": bool(continue_run)}
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=2)
+        f.write("\n")
+    return path
+
+
+def read_warm_start(model_dir: str) -> dict | None:
+    """The run's warm-start record (None for a run that started from fresh weights).
+
+    Returns:
+      ``{"init_from": str, "step": int | None, "continue_run": bool}``.
+
+    Raises:
+      ValueError: the file is not a warm-start record (names the file).
+    """
+    path = os.path.join(model_dir, WARM_START_FILE)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+        step = record.get("step")
+        return {
+            "init_from": str(record["init_from"]),
+            "step": None if step is None else int(step),
+            "continue_run": bool(record.get("continue_run", False)),
+        }
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"{path}: not a warm-start record ({e!r})") from e

@@ -20,7 +20,14 @@ from tfwaveglow.config import Params, load_params, save_params
 from tfwaveglow.layers.dilated_conv import native_dilation_gradient_error
 from tfwaveglow.losses import nll_terms
 from tfwaveglow.model import WaveGlow
-from tfwaveglow.model_io import CHECKPOINT_SUBDIR, PARAMS_FILE, load_model, load_training_state, save_model
+from tfwaveglow.model_io import (
+    CHECKPOINT_SUBDIR,
+    PARAMS_FILE,
+    ModelLoadError,
+    load_model,
+    load_training_state,
+    save_model,
+)
 from tfwaveglow.objectives.composite import MODES, TrainingObjective
 from tfwaveglow.run_lock import RunDirectoryLock
 from tfwaveglow.training import summaries
@@ -34,7 +41,7 @@ from tfwaveglow.training.optimization import (
     make_discriminator_optimizer,
     make_optimizer,
 )
-from tfwaveglow.training.params_history import PARAMS_CHANGES_FILE, record_params_change
+from tfwaveglow.training.params_history import PARAMS_CHANGES_FILE, record_params_change, record_warm_start
 from tfwaveglow.training.summaries import drop_metrics_after
 
 INFERENCE_SUBDIR = "inference"
@@ -259,6 +266,8 @@ class Trainer:
                 if changed:
                     logging.info("config changed at step %d (recorded in %s): %s", step, PARAMS_CHANGES_FILE, changed)
             save_params(self.params, os.path.join(self.model_dir, PARAMS_FILE))
+            if init_from and not latest:
+                record_warm_start(self.model_dir, os.fspath(init_from), _shipped_step(init_from), continue_run)
             dropped = drop_metrics_after(self.model_dir, step)
             if dropped:
                 logging.info("dropped %d metrics.csv rows past step %d (logged after its checkpoint)", dropped, step)
@@ -885,6 +894,14 @@ def _element_spec(batch):
     if spec is not None:
         return spec
     return tf.nest.map_structure(tf.type_spec_from_value, batch)
+
+
+def _shipped_step(model_dir: str | os.PathLike) -> int | None:
+    """The training step of a shipped model (its ``training_state.json``), None for any other model."""
+    try:
+        return load_training_state(model_dir)["step"]
+    except (ModelLoadError, OSError):
+        return None
 
 
 def _format_duration(seconds: float) -> str:
