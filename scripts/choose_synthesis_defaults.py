@@ -2,7 +2,7 @@
 
     python scripts/choose_synthesis_defaults.py --model=MODEL --reference_dir=HELDOUT --output=OUT.json \\
         [--sigmas=0.4,0.5,0.6,0.7,0.8] [--denoiser_strengths=0,0.02,0.05,0.1] [--seed=0] \\
-        [--stoi_tolerance=0.005] [--ovrl_tolerance=0.02] [--write_params=MODEL_DIR]
+        [--stoi_tolerance=0.005] [--ovrl_tolerance=0.02] [--log_mel_ratio=1.5] [--write_params=MODEL_DIR]
 
 1. Loads the model once and scores the copy synthesis of every recording under
    ``--reference_dir`` for every (sigma, denoiser strength) pair of the grid: one
@@ -43,6 +43,8 @@ DEFAULT_SIGMAS = ("0.4", "0.5", "0.6", "0.7", "0.8")
 DEFAULT_STRENGTHS = ("0", "0.02", "0.05", "0.1")
 DEFAULT_STOI_TOLERANCE = 0.005
 DEFAULT_OVRL_TOLERANCE = 0.02
+# A pair takes part only if its mean log-mel distance is at most this times the grid's lowest.
+DEFAULT_LOG_MEL_RATIO = 1.5
 # Ranked by the rule among the pairs within both tolerances (all higher is better) ...
 RANKED = ("stoi", "pesq_wb", "dnsmos_ovrl")
 # ... and, when no pair is within both, among all pairs.
@@ -85,6 +87,12 @@ flags.DEFINE_float(
     "ovrl_tolerance",
     DEFAULT_OVRL_TOLERANCE,
     "... and within this of the best mean DNSMOS OVRL.",
+    flag_values=FLAGS,
+)
+flags.DEFINE_float(
+    "log_mel_ratio",
+    DEFAULT_LOG_MEL_RATIO,
+    "A pair takes part only with a mean log-mel distance at most this times the grid's lowest.",
     flag_values=FLAGS,
 )
 flags.DEFINE_string(
@@ -167,16 +175,23 @@ def _log_mel(entry) -> float:
 
 
 def choose_pair(
-    results: list[dict], stoi_tolerance: float = DEFAULT_STOI_TOLERANCE, ovrl_tolerance: float = DEFAULT_OVRL_TOLERANCE
+    results: list[dict],
+    stoi_tolerance: float = DEFAULT_STOI_TOLERANCE,
+    ovrl_tolerance: float = DEFAULT_OVRL_TOLERANCE,
+    log_mel_ratio: float = DEFAULT_LOG_MEL_RATIO,
 ) -> dict:
     """The recommended (sigma, denoiser strength) of a grid, by naturalness and STOI together.
 
     The rule:
 
     1. Only pairs with a mean STOI and a mean DNSMOS OVRL take part (the others are listed
-       under ``excluded``).
+       under ``excluded``), and of those only the pairs whose mean log-mel distance is at most
+       ``log_mel_ratio`` times the lowest of the grid (the others, e.g. a denoiser that empties
+       the quiet bins and so multiplies the spectral distance, are listed under
+       ``over_log_mel``): spectral fidelity is not traded for the measures below. A pair without
+       a log-mel distance is not held back by this step.
     2. **Eligible** are the pairs whose STOI is within ``stoi_tolerance`` of the best STOI
-       *and* whose OVRL is within ``ovrl_tolerance`` of the best OVRL of the grid: neither
+       *and* whose OVRL is within ``ovrl_tolerance`` of the best OVRL of the pairs taking part: neither
        measure is given up for the other beyond its tolerance.
     3. Among the eligible pairs, each of STOI, PESQ-WB and OVRL ranks them (1 = best; tied values
        share the mean of their places; a missing PESQ-WB ranks last); the pair with the lowest
@@ -196,18 +211,23 @@ def choose_pair(
         not computed).
       stoi_tolerance: how far below the best mean STOI an eligible pair may be.
       ovrl_tolerance: how far below the best mean DNSMOS OVRL an eligible pair may be.
+      log_mel_ratio: how many times the grid's lowest mean log-mel distance a pair may have.
 
     Returns:
       ``{"sigma", "denoiser_strength", "fallback", "ranked_by", "best_stoi", "best_ovrl",
       "stoi_tolerance", "ovrl_tolerance", "eligible" [[sigma, strength], ...],
       "ranking" [{"sigma", "denoiser_strength", "ranks", "rank_sum"}, best first],
-      "excluded" [[sigma, strength], ...], "reason"}``.
+      "excluded" [[sigma, strength], ...], "log_mel_ratio", "over_log_mel" [[sigma, strength], ...],
+      "reason"}``.
 
     Raises:
-      ChooseError: no pair has both a mean STOI and a mean OVRL, or a tolerance is negative.
+      ChooseError: no pair has both a mean STOI and a mean OVRL, a tolerance is negative or the
+        log-mel ratio is under 1.
     """
     if not (stoi_tolerance >= 0 and ovrl_tolerance >= 0):
         raise ChooseError(f"the tolerances must be >= 0, got {stoi_tolerance} and {ovrl_tolerance}")
+    if not log_mel_ratio >= 1:
+        raise ChooseError(f"the log-mel ratio must be >= 1, got {log_mel_ratio}")
     scored = [r for r in results if r["mean"].get("stoi") is not None and r["mean"].get("dnsmos_ovrl") is not None]
     excluded = [list(pair_key(r)) for r in results if r not in scored]
     if not scored:
@@ -215,6 +235,10 @@ def choose_pair(
             "no pair has both a mean STOI and a mean DNSMOS OVRL (they need the `eval` extra and recordings of at "
             "least 1 s): nothing to choose from"
         )
+    distances = [r["mean"].get("log_mel_distance") for r in scored]
+    lowest = min((d for d in distances if d is not None), default=None)
+    over = [r for r, d in zip(scored, distances) if lowest is not None and d is not None and d > log_mel_ratio * lowest]
+    scored = [r for r in scored if r not in over]
     best_stoi = max(r["mean"]["stoi"] for r in scored)
     best_ovrl = max(r["mean"]["dnsmos_ovrl"] for r in scored)
     eligible = [
@@ -258,6 +282,13 @@ def choose_pair(
             f"{ovrl_tolerance:g} of that OVRL, and of those {_pair_text(chosen)} has the lowest rank sum over "
             f"{labels} ({ranking[0]['rank_sum']:g} of at best {len(measures)})"
         )
+    over_text = ""
+    if over:
+        over_text = (
+            f"; {len(over)} pair{'s' if len(over) > 1 else ''} took no part, with a log-mel distance over "
+            f"{log_mel_ratio:g} times the grid's lowest ({lowest:.3f}): "
+            + "; ".join(f"{_pair_text(r)}, {_log_mel(r):.3f}" for r in over)
+        )
     tied = [row["entry"] for row in ranking[1:] if row["rank_sum"] == ranking[0]["rank_sum"]]
     if tied:
         others = "; ".join(f"{_pair_text(e)}, {_log_mel(e):.3f}" for e in tied)
@@ -285,7 +316,9 @@ def choose_pair(
             for row in ranking
         ],
         "excluded": excluded,
-        "reason": reason + ".",
+        "log_mel_ratio": log_mel_ratio,
+        "over_log_mel": [list(pair_key(r)) for r in over],
+        "reason": reason + over_text + ".",
     }
 
 
@@ -296,6 +329,7 @@ def _cell(value, digits: int) -> str:
 def markdown_table(results: list[dict], choice: dict | None) -> str:
     """The grid as markdown: one row per pair (in the order given), the means, eligibility and rank sum."""
     eligible = {tuple(p) for p in choice["eligible"]} if choice else set()
+    over = {tuple(p) for p in choice.get("over_log_mel", ())} if choice else set()
     rank_sums = {pair_key(row): row["rank_sum"] for row in choice["ranking"]} if choice else {}
     chosen = pair_key(choice) if choice else None
     header = ["sigma", "denoiser"] + [label for _, label, _ in TABLE] + ["within both tol.", "rank sum"]
@@ -306,7 +340,7 @@ def markdown_table(results: list[dict], choice: dict | None) -> str:
         if key == chosen:
             settings = [f"**{cell}**" for cell in settings]
         cells = settings + [_cell(entry["mean"].get(name), digits) for name, _, digits in TABLE]
-        cells.append("yes" if key in eligible else "no")
+        cells.append("yes" if key in eligible else ("log-mel" if key in over else "no"))
         cells.append(f"{rank_sums[key]:g}" if key in rank_sums else "–")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -412,6 +446,7 @@ def choose(
     seed: int = 0,
     stoi_tolerance: float = DEFAULT_STOI_TOLERANCE,
     ovrl_tolerance: float = DEFAULT_OVRL_TOLERANCE,
+    log_mel_ratio: float = DEFAULT_LOG_MEL_RATIO,
     log=print,
 ) -> tuple[dict, list[dict]]:
     """Steps 1-3 of the module docstring.
@@ -468,7 +503,7 @@ def choose(
         )
     by_pair = {pair_key(entry): entry for entry in results}
     in_grid = [by_pair[pair] for pair in grid]
-    choice = choose_pair(in_grid, stoi_tolerance, ovrl_tolerance)
+    choice = choose_pair(in_grid, stoi_tolerance, ovrl_tolerance, log_mel_ratio)
     data["choice"] = {**choice, "grid": {"sigmas": list(sigmas), "denoiser_strengths": list(strengths)}}
     write_output(output, data)
     return data, in_grid
@@ -491,6 +526,7 @@ def main(argv) -> None:
             seed=FLAGS.seed,
             stoi_tolerance=FLAGS.stoi_tolerance,
             ovrl_tolerance=FLAGS.ovrl_tolerance,
+            log_mel_ratio=FLAGS.log_mel_ratio,
             log=lambda line: print(line, file=sys.stderr),
         )
         choice = data["choice"]
@@ -499,8 +535,10 @@ def main(argv) -> None:
         print(
             f"Copy synthesis of {_count(len(data['reference_files']), 'recording')} in `{FLAGS.reference_dir}` "
             f"by `{FLAGS.model}`, "
-            f"seed {data['seed']}; means over the files{note}. Eligible: STOI within {choice['stoi_tolerance']:g} of "
-            f"the best and DNSMOS OVRL within {choice['ovrl_tolerance']:g} of the best.\n"
+            f"seed {data['seed']}; means over the files{note}. Taking part: a log-mel distance at most "
+            f"{choice['log_mel_ratio']:g} times the lowest; eligible among those: STOI within "
+            f"{choice['stoi_tolerance']:g} of the best and DNSMOS OVRL within {choice['ovrl_tolerance']:g} "
+            "of the best.\n"
         )
         print(markdown_table(in_grid, choice))
         print()

@@ -130,6 +130,32 @@ def test_equal_rank_sums_go_to_the_lower_log_mel_distance():
     )
 
 
+def test_a_pair_that_multiplies_the_log_mel_distance_takes_no_part():
+    """A denoiser that empties quiet bins: a little more STOI and OVRL, three times the spectral distance."""
+    grid = [
+        pair(0.3, 0.0, 0.8915, 2.379, 2.060, log_mel=0.400),
+        pair(0.4, 0.0, 0.8909, 2.382, 2.056, log_mel=0.402),
+        pair(0.3, 0.02, 0.8923, 2.364, 2.086, log_mel=1.323),
+        pair(0.4, 0.02, 0.8918, 2.362, 2.094, log_mel=1.319),
+    ]
+    # Without the log-mel step the denoised pairs would be the only ones within the OVRL tolerance.
+    assert chosen(script.choose_pair(grid, log_mel_ratio=10.0)) == (0.3, 0.02)
+    choice = script.choose_pair(grid)
+    assert choice["log_mel_ratio"] == 1.5 and choice["over_log_mel"] == [[0.3, 0.02], [0.4, 0.02]]
+    # Of the two left, sigma 0.3 ranks first on STOI and OVRL, second on PESQ-WB: 4 against 5.
+    assert chosen(choice) == (0.3, 0.0) and not choice["fallback"]
+    assert choice["best_stoi"] == 0.8915 and choice["best_ovrl"] == 2.060
+    assert "2 pairs took no part, with a log-mel distance over 1.5 times the grid's lowest (0.400)" in choice["reason"]
+    table = script.markdown_table(grid, choice)
+    assert table.count("| log-mel |") == 2 and "| **0.3** | **0** |" in table
+    # Exactly at the ratio still takes part; a pair without a log-mel distance is not held back.
+    edge = [pair(0.5, 0.0, 0.80, 2.0, 2.0, log_mel=1.0), pair(0.6, 0.0, 0.80, 2.0, 2.0, log_mel=1.5)]
+    assert script.choose_pair(edge)["over_log_mel"] == []
+    assert script.choose_pair([*edge, pair(0.7, 0.0, 0.8, 2.0, 2.0, log_mel=None)])["over_log_mel"] == []
+    with pytest.raises(script.ChooseError, match="log-mel ratio must be >= 1"):
+        script.choose_pair(grid, log_mel_ratio=0.9)
+
+
 def test_pairs_without_stoi_or_ovrl_take_no_part_and_a_grid_without_any_is_an_error():
     grid = [pair(0.6, 0.0, 0.770, 1.60, 1.50), pair(0.6, 0.1, None, 1.70, 1.90), pair(0.7, 0.0, 0.790, None, None)]
     choice = script.choose_pair(grid)
