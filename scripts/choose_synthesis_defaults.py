@@ -278,7 +278,8 @@ def choose_pair(
         )
     else:
         reason = (
-            f"{bests}; {len(eligible)} of {len(scored)} pairs are within {stoi_tolerance:g} of that STOI and "
+            f"{bests}; {len(eligible)} of {len(scored)} pairs {'is' if len(eligible) == 1 else 'are'} within "
+            f"{stoi_tolerance:g} of that STOI and "
             f"{ovrl_tolerance:g} of that OVRL, and of those {_pair_text(chosen)} has the lowest rank sum over "
             f"{labels} ({ranking[0]['rank_sum']:g} of at best {len(measures)})"
         )

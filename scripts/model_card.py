@@ -201,8 +201,9 @@ python -m tfwaveglow.demo --model={info["model_dir"]} \\
     --input_dir={info["examples_dir"]} --output_dir={info["samples_dir"]}
 ```
 
-(sigma {summary["sigma"]:g}, denoiser strength {summary["denoiser_strength"]:g}, seed {summary["seed"]},
-Griffin-Lim {summary["griffin_lim_iterations"]} iterations). Every wav is 22.05 kHz mono 16-bit PCM.
+(sigma {summary["sigma"]:g}, `waveglow_denoised.wav` at denoiser strength {summary["denoiser_strength"]:g},
+seed {summary["seed"]}, Griffin-Lim {summary["griffin_lim_iterations"]} iterations). Every wav is 22.05 kHz mono
+16-bit PCM.
 
 | file | what it is |
 | --- | --- |
@@ -499,8 +500,8 @@ def model_card(
     if summary is not None:
         examples = (
             "Copy synthesis of the four held-out utterances in `examples/` (from their mels; the audio is in "
-            f"`samples/`; sigma {summary['sigma']:g}, denoiser strength {summary['denoiser_strength']:g}):\n\n"
-            + examples_table(summary)
+            f'`samples/`; sigma {summary["sigma"]:g}, the "+ denoiser" columns at strength '
+            f"{summary['denoiser_strength']:g}):\n\n" + examples_table(summary)
         )
     else:
         examples = "Not run (`--samples_dir=''`)."
@@ -520,7 +521,7 @@ def model_card(
     copyright = ", ".join(f"`/usr/share/doc/{package}/copyright`" for package in corpus.packages)
     quality = "expect hiss and buzz, clearly worse than NVIDIA's published model"
     if summary is not None:
-        system = "waveglow_denoised" if summary["denoiser_strength"] > 0 else "waveglow"
+        system = "waveglow_denoised" if params.export.denoiser_strength > 0 else "waveglow"
         means = {
             m: {k: summary["average"][k][m]["mean"] for k in summary["average"]} for m in ("log_mel_distance", "stoi")
         }

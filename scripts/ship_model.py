@@ -236,25 +236,47 @@ def _evaluation_section(card_path: str, evaluation_md: str | None) -> str:
     return EVALUATION_PLACEHOLDER
 
 
-def git_commit_holding(path: str) -> tuple[str, str] | None:
-    """``(commit, path in the repository)`` of the last commit that changed the model at ``path``.
+def git_commit_holding(path: str, weights_sha256: str | None = None) -> tuple[str, str] | None:
+    """``(commit, path in the repository)`` of a commit of this repository that holds the model at ``path``.
 
-    None when ``path`` is not a model committed in this repository (outside it, untracked,
-    or changed since its last commit, so that no commit holds the weights that were used).
+    With ``weights_sha256`` (the warm-start record's), the newest commit whose ``weights.npz``
+    there has that sha256, so the model is found even after it was replaced in the working tree;
+    without, the last commit that changed the directory, if the working tree still holds it
+    unchanged. None when ``path`` is outside the repository or no commit holds those weights.
     """
+    import hashlib
+
     path = os.path.abspath(path)
     if os.path.commonpath([path, ROOT]) != ROOT:
         return None
     relative = os.path.relpath(path, ROOT)
 
-    def git(*args):
-        result = subprocess.run(["git", "-C", ROOT, *args], capture_output=True, text=True, check=False)
-        return result.stdout.strip() if result.returncode == 0 else None
+    def git(*args, text=True):
+        result = subprocess.run(["git", "-C", ROOT, *args], capture_output=True, text=text, check=False)
+        return result.stdout if result.returncode == 0 else None
 
-    commit = git("log", "-1", "--format=%h", "--", relative)
-    if not commit or git("status", "--porcelain", "--", relative):
+    if weights_sha256:
+        weights = f"{relative}/weights.npz"
+        for commit in (git("log", "--format=%h", "--", weights) or "").split():
+            blob = git("show", f"{commit}:{weights}", text=False)
+            if blob is not None and hashlib.sha256(blob).hexdigest() == weights_sha256:
+                return commit, relative
+        return None
+    commit = (git("log", "-1", "--format=%h", "--", relative) or "").strip()
+    if not commit or (git("status", "--porcelain", "--", relative) or "").strip():
         return None
     return commit, relative
+
+
+def _committed_hours(commit: str, relative: str) -> float | None:
+    """Training hours of the model committed at ``commit`` (its ``training_state.json``), None if unknown."""
+    result = subprocess.run(
+        ["git", "-C", ROOT, "show", f"{commit}:{relative}/training_state.json"], capture_output=True, text=True
+    )
+    try:
+        return float(json.loads(result.stdout)["train_seconds"]) / 3600.0 if result.returncode == 0 else None
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def inference_run(path: str) -> str | None:
@@ -278,7 +300,7 @@ def lineage(run_dir: str) -> tuple[Origin | None, list[Run]]:
     by the card's continued-run commands), or at a model that is not a run (the origin).
     """
     import tfwaveglow
-    from tfwaveglow.model_io import PARAMS_FILE, load_training_state
+    from tfwaveglow.model_io import PARAMS_FILE, load_training_state, weights_sha256
     from tfwaveglow.training import read_params_changes, read_warm_start
 
     runs, origin, seen = [], None, {os.path.abspath(run_dir)}
@@ -293,12 +315,15 @@ def lineage(run_dir: str) -> tuple[Origin | None, list[Run]]:
         source = record["init_from"]
         earlier = inference_run(source)
         if earlier is None:
-            held = git_commit_holding(source)
+            held = git_commit_holding(source, record["weights_sha256"])
             hours = None
-            try:
-                hours = load_training_state(source)["train_seconds"] / 3600.0
-            except (ValueError, OSError):
-                pass
+            if held is None or not record["weights_sha256"] or weights_sha256(source) == record["weights_sha256"]:
+                try:  # the directory still holds the very model: its clock
+                    hours = load_training_state(source)["train_seconds"] / 3600.0
+                except (ValueError, OSError):
+                    pass
+            if hours is None and held is not None:  # the committed model's clock
+                hours = _committed_hours(*held)
             origin = Origin(source, record["step"], hours, *(held or (None, None)))
             break
         if earlier in seen:
@@ -341,6 +366,8 @@ def ship(
         raise ShipError(f"run directory {run_dir} does not exist")
     prefix = checkpoint or latest_checkpoint(run_dir)
     step = checkpoint_step(prefix)
+    # Before anything is written: the lineage may start at the model being replaced (found in git).
+    origin, earlier_runs = lineage(run_dir)
     params = tfwaveglow.load_params(os.path.join(run_dir, PARAMS_FILE))
     strength = demo.DEFAULT_DENOISER_STRENGTH if denoiser_strength is None else float(denoiser_strength)
     export = dataclasses.replace(params.export, denoiser_strength=strength)
@@ -384,7 +411,6 @@ def ship(
         changes = read_params_changes(run_dir)
     except ValueError as e:
         raise ShipError(str(e)) from None
-    origin, earlier_runs = lineage(run_dir)
     card = model_card.model_card(
         info, params, record, summary, evaluation, list(reproduce_params), changes,
         origin=origin, earlier_runs=tuple(earlier_runs), corpus=CORPORA[corpus],

@@ -361,3 +361,23 @@ def test_a_committed_model_is_found_in_git_and_nothing_else_is(tmp_path):
     ).stdout.strip()
     assert blob and blob == on_disk
     assert script.git_commit_holding(str(tmp_path)) is None
+
+
+def test_a_committed_model_is_found_by_the_sha256_of_its_weights_even_once_replaced(tmp_path):
+    import hashlib
+    import subprocess
+
+    script = load_script()
+    model = os.path.join(ROOT, "models", "fishfillets_cs")
+    committed = subprocess.run(
+        ["git", "-C", ROOT, "show", "HEAD:models/fishfillets_cs/weights.npz"], capture_output=True
+    ).stdout
+    assert committed
+    sha = hashlib.sha256(committed).hexdigest()
+    commit, path = script.git_commit_holding(model, sha)
+    assert path == "models/fishfillets_cs"
+    held = subprocess.run(["git", "-C", ROOT, "show", f"{commit}:{path}/weights.npz"], capture_output=True).stdout
+    assert hashlib.sha256(held).hexdigest() == sha
+    # Weights no commit holds, or a directory outside the repository: nothing.
+    assert script.git_commit_holding(model, "0" * 64) is None
+    assert script.git_commit_holding(str(tmp_path), sha) is None

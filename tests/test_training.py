@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import hashlib
 import json
 import math
 import os
@@ -556,7 +557,8 @@ def test_init_from_copies_weights_with_a_fresh_optimizer(tmp_path):
         np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, atol=1e-7, err_msg=key)
     assert int(trainer.optimizer.iterations.numpy()) == 0
     # The run records where its weights came from (no training_state.json there: no step).
-    record = {"init_from": str(tmp_path / "pretrained"), "step": None, "continue_run": False}
+    sha = hashlib.sha256((tmp_path / "pretrained" / "weights.npz").read_bytes()).hexdigest()
+    record = {"init_from": str(tmp_path / "pretrained"), "step": None, "continue_run": False, "weights_sha256": sha}
     assert training.read_warm_start(tmp_path / "run") == record
     assert training.read_warm_start(tmp_path) is None
     # A run with a checkpoint resumes and ignores --init_from.
@@ -602,7 +604,14 @@ def test_continue_run_carries_on_the_shipped_runs_step_clocks_and_schedule(tmp_p
 
     trainer = training.Trainer(params, tmp_path / "run")
     assert trainer.restore(init_from=shipped, continue_run=True) == 50
-    assert training.read_warm_start(tmp_path / "run") == {"init_from": str(shipped), "step": 50, "continue_run": True}
+    record = training.read_warm_start(tmp_path / "run")
+    assert record == {
+        "init_from": str(shipped),
+        "step": 50,
+        "continue_run": True,
+        "weights_sha256": record["weights_sha256"],
+    }
+    assert record["weights_sha256"] == hashlib.sha256((shipped / "weights.npz").read_bytes()).hexdigest()
     assert int(trainer.step.numpy()) == 50 and int(trainer.optimizer.iterations.numpy()) == 0
     assert float(trainer.train_seconds.numpy()) == 3600.0 and float(trainer.cpu_seconds.numpy()) == 7200.0
     assert float(trainer.optimizer.learning_rate) == pytest.approx(expected_lr(0), rel=1e-5)

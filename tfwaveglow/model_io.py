@@ -15,6 +15,7 @@ run it was taken from, so that ``train.py --continue_run`` can carry that run on
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -45,6 +46,18 @@ def save_training_state(directory: str | os.PathLike, step: int, train_seconds: 
         json.dump(state, f, indent=2)
         f.write("\n")
     return path
+
+
+def weights_sha256(directory: str | os.PathLike) -> str | None:
+    """sha256 (hex) of a model directory's ``weights.npz``; None when it has none (e.g. a checkpoint)."""
+    path = os.path.join(os.fspath(directory), WEIGHTS_FILE)
+    if not os.path.isfile(path):
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def load_training_state(directory: str | os.PathLike) -> dict:

@@ -14,11 +14,12 @@ card's reproduction command.
 A run warm-started from another model (``train.py --init_from``) records where its
 first weights came from in ``warm_start.json``::
 
-    {"init_from": "/abs/path/to/model", "step": 21000, "continue_run": false}
+    {"init_from": "/abs/path/to/model", "step": 21000, "continue_run": false, "weights_sha256": "..."}
 
 (``step``: the source model's training step when it carries a ``training_state.json``,
-else null.) Following these records back from run to run gives a model's lineage
-(``scripts/ship_model.py`` writes it into the model card).
+else null; ``weights_sha256``: of its ``weights.npz``, when it has one.) Following these
+records back from run to run gives a model's lineage (``scripts/ship_model.py`` writes it
+into the model card).
 """
 
 from __future__ import annotations
@@ -123,10 +124,18 @@ def examples_trained(params: Params, changes: list[dict], step: int) -> int:
     return seen + (step - start) * batch
 
 
-def record_warm_start(model_dir: str, init_from: str, step: int | None, continue_run: bool) -> str:
-    """Writes ``warm_start.json``: the run's first weights came from ``init_from`` (at its ``step``)."""
+def record_warm_start(
+    model_dir: str, init_from: str, step: int | None, continue_run: bool, weights_sha256: str | None = None
+) -> str:
+    """Writes ``warm_start.json``: the run's first weights came from ``init_from`` (at its ``step``).
+
+    ``weights_sha256`` (of the source's ``weights.npz``) identifies the weights even after the
+    directory they were in has been overwritten, e.g. a shipped model replaced by a newer one.
+    """
     path = os.path.join(model_dir, WARM_START_FILE)
     record = {"init_from": os.path.abspath(init_from), "step": step, "continue_run": bool(continue_run)}
+    if weights_sha256:
+        record["weights_sha256"] = weights_sha256
     with open(path, "w", encoding="utf-8") as f:
         json.dump(record, f, indent=2)
         f.write("\n")
@@ -137,7 +146,7 @@ def read_warm_start(model_dir: str) -> dict | None:
     """The run's warm-start record (None for a run that started from fresh weights).
 
     Returns:
-      ``{"init_from": str, "step": int | None, "continue_run": bool}``.
+      ``{"init_from": str, "step": int | None, "continue_run": bool, "weights_sha256": str | None}``.
 
     Raises:
       ValueError: the file is not a warm-start record (names the file).
@@ -153,6 +162,7 @@ def read_warm_start(model_dir: str) -> dict | None:
             "init_from": str(record["init_from"]),
             "step": None if step is None else int(step),
             "continue_run": bool(record.get("continue_run", False)),
+            "weights_sha256": record.get("weights_sha256"),
         }
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise ValueError(f"{path}: not a warm-start record ({e!r})") from e

@@ -27,6 +27,7 @@ from tfwaveglow.model_io import (
     load_model,
     load_training_state,
     save_model,
+    weights_sha256,
 )
 from tfwaveglow.objectives.composite import MODES, TrainingObjective
 from tfwaveglow.run_lock import RunDirectoryLock
@@ -267,7 +268,8 @@ class Trainer:
                     logging.info("config changed at step %d (recorded in %s): %s", step, PARAMS_CHANGES_FILE, changed)
             save_params(self.params, os.path.join(self.model_dir, PARAMS_FILE))
             if init_from and not latest:
-                record_warm_start(self.model_dir, os.fspath(init_from), _shipped_step(init_from), continue_run)
+                source = os.fspath(init_from)
+                record_warm_start(self.model_dir, source, _shipped_step(source), continue_run, weights_sha256(source))
             dropped = drop_metrics_after(self.model_dir, step)
             if dropped:
                 logging.info("dropped %d metrics.csv rows past step %d (logged after its checkpoint)", dropped, step)
