@@ -236,6 +236,12 @@ def _evaluation_section(card_path: str, evaluation_md: str | None) -> str:
     return EVALUATION_PLACEHOLDER
 
 
+def _git(*args: str, text: bool = True):
+    """The standard output of ``git -C ROOT ARGS`` (str, or bytes with ``text=False``); None if git fails."""
+    result = subprocess.run(["git", "-C", ROOT, *args], capture_output=True, text=text, check=False)
+    return result.stdout if result.returncode == 0 else None
+
+
 def git_commit_holding(path: str, weights_sha256: str | None = None) -> tuple[str, str] | None:
     """``(commit, path in the repository)`` of a commit of this repository that holds the model at ``path``.
 
@@ -250,33 +256,42 @@ def git_commit_holding(path: str, weights_sha256: str | None = None) -> tuple[st
     if os.path.commonpath([path, ROOT]) != ROOT:
         return None
     relative = os.path.relpath(path, ROOT)
-
-    def git(*args, text=True):
-        result = subprocess.run(["git", "-C", ROOT, *args], capture_output=True, text=text, check=False)
-        return result.stdout if result.returncode == 0 else None
-
     if weights_sha256:
         weights = f"{relative}/weights.npz"
-        for commit in (git("log", "--format=%h", "--", weights) or "").split():
-            blob = git("show", f"{commit}:{weights}", text=False)
+        for commit in (_git("log", "--format=%h", "--", weights) or "").split():
+            blob = _git("show", f"{commit}:{weights}", text=False)
             if blob is not None and hashlib.sha256(blob).hexdigest() == weights_sha256:
                 return commit, relative
         return None
-    commit = (git("log", "-1", "--format=%h", "--", relative) or "").strip()
-    if not commit or (git("status", "--porcelain", "--", relative) or "").strip():
+    commit = (_git("log", "-1", "--format=%h", "--", relative) or "").strip()
+    if not commit or (_git("status", "--porcelain", "--", relative) or "").strip():
         return None
     return commit, relative
 
 
-def _committed_hours(commit: str, relative: str) -> float | None:
-    """Training hours of the model committed at ``commit`` (its ``training_state.json``), None if unknown."""
-    result = subprocess.run(
-        ["git", "-C", ROOT, "show", f"{commit}:{relative}/training_state.json"], capture_output=True, text=True
-    )
-    try:
-        return float(json.loads(result.stdout)["train_seconds"]) / 3600.0 if result.returncode == 0 else None
-    except (ValueError, KeyError, TypeError):
-        return None
+def origin_of(record: dict) -> Origin:
+    """The model a warm-start record names, with its commit and training hours where they are known.
+
+    The hours come from the directory's ``training_state.json`` while it still holds the very
+    weights (the record has no sha256, or it matches), else from the committed model's.
+    """
+    from tfwaveglow.model_io import load_training_state, weights_sha256
+
+    source = record["init_from"]
+    commit, relative = git_commit_holding(source, record["weights_sha256"]) or (None, None)
+    hours = None
+    if record["weights_sha256"] in (None, weights_sha256(source)):
+        try:
+            hours = load_training_state(source)["train_seconds"] / 3600.0
+        except (ValueError, OSError):
+            pass
+    elif commit:
+        state = _git("show", f"{commit}:{relative}/training_state.json")
+        try:
+            hours = float(json.loads(state)["train_seconds"]) / 3600.0
+        except (TypeError, ValueError, KeyError):
+            pass
+    return Origin(source, record["step"], hours, commit, relative)
 
 
 def inference_run(path: str) -> str | None:
@@ -300,7 +315,7 @@ def lineage(run_dir: str) -> tuple[Origin | None, list[Run]]:
     by the card's continued-run commands), or at a model that is not a run (the origin).
     """
     import tfwaveglow
-    from tfwaveglow.model_io import PARAMS_FILE, load_training_state, weights_sha256
+    from tfwaveglow.model_io import PARAMS_FILE
     from tfwaveglow.training import read_params_changes, read_warm_start
 
     runs, origin, seen = [], None, {os.path.abspath(run_dir)}
@@ -312,19 +327,9 @@ def lineage(run_dir: str) -> tuple[Origin | None, list[Run]]:
             raise ShipError(str(e)) from None
         if record is None or record["continue_run"]:
             break
-        source = record["init_from"]
-        earlier = inference_run(source)
+        earlier = inference_run(record["init_from"])
         if earlier is None:
-            held = git_commit_holding(source, record["weights_sha256"])
-            hours = None
-            if held is None or not record["weights_sha256"] or weights_sha256(source) == record["weights_sha256"]:
-                try:  # the directory still holds the very model: its clock
-                    hours = load_training_state(source)["train_seconds"] / 3600.0
-                except (ValueError, OSError):
-                    pass
-            if hours is None and held is not None:  # the committed model's clock
-                hours = _committed_hours(*held)
-            origin = Origin(source, record["step"], hours, *(held or (None, None)))
+            origin = origin_of(record)
             break
         if earlier in seen:
             raise ShipError(f"{current}: its warm-start records go round in a circle through {earlier}")
