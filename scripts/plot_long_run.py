@@ -88,7 +88,11 @@ def heldout_curve(run_dir: str) -> list[dict]:
 
 
 def all62_points(specs: list[str], valid: dict[int, dict]) -> list[dict]:
-    """``STEP=PATH`` specs to ``[{"step", "hours", "stoi"}]``; the step must have a validation row."""
+    """``STEP=PATH`` specs to ``[{"step", "hours", "stoi", "sigma", "denoiser_strength"}]``.
+
+    The step must have a validation row; ``sigma`` and ``denoiser_strength`` are the report's
+    synthesis settings (None where the report does not give them).
+    """
     points = []
     for spec in specs:
         step_text, sep, path = spec.partition("=")
@@ -98,8 +102,16 @@ def all62_points(specs: list[str], valid: dict[int, dict]) -> list[dict]:
         if step not in valid:
             raise ValueError(f"--all62 {spec!r}: metrics.csv has no validation row at step {step}")
         with open(path) as f:
-            stoi = json.load(f)["average"]["waveglow"]["stoi"]["mean"]
-        points.append({"step": step, "hours": valid[step]["hours"], "stoi": stoi})
+            report = json.load(f)
+        points.append(
+            {
+                "step": step,
+                "hours": valid[step]["hours"],
+                "stoi": report["average"]["waveglow"]["stoi"]["mean"],
+                "sigma": report.get("sigma"),
+                "denoiser_strength": report.get("denoiser_strength"),
+            }
+        )
     return sorted(points, key=lambda p: p["step"])
 
 
@@ -208,6 +220,18 @@ def earlier_run(path: str) -> dict:
     return points
 
 
+def synthesis_settings(points: list[dict]) -> str:
+    """``", sigma 0.2, no denoiser"`` when every point gives the same settings, else ``""``.
+
+    Points files written before the settings were recorded carry neither key and get no suffix.
+    """
+    settings = {(p.get("sigma"), p.get("denoiser_strength")) for p in points}
+    if len(settings) != 1 or None in next(iter(settings)):
+        return ""
+    sigma, strength = settings.pop()
+    return f", sigma {sigma:g}, " + (f"denoiser {strength:g}" if strength else "no denoiser")
+
+
 def _draw_run(left, right, summary: dict, earlier: bool) -> None:
     """One run's NLL (left) and STOI curves (right); an earlier run in gray, thinner."""
     style = {"color": "0.6", "lw": 1, "ms": 2} if earlier else {"ms": 3}
@@ -220,7 +244,7 @@ def _draw_run(left, right, summary: dict, earlier: bool) -> None:
         right.plot(hours, [p["waveglow_stoi"] for p in first12], "o--", label=f"{name}, first 12", **style)
     if all62:
         hours = [p["hours"] for p in all62]
-        label = f"{name}, all 62, denoiser 0.1"
+        label = f"{name}, all 62{synthesis_settings(all62)}"
         gains = summary.get("all62_gain_per_doubling")
         if gains:
             label += f" ({gains[-1]['gain']:+.3f} per doubling, last doubling)"

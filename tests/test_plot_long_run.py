@@ -1,6 +1,7 @@
 """scripts/plot_long_run.py: the points it plots come from the run's files, bad specs are clear errors."""
 
 import csv
+import importlib.util
 import json
 import os
 import subprocess
@@ -27,7 +28,9 @@ def make_run(tmp_path):
     point = {"step": 2000, "train_hours": 1.1, "waveglow_stoi": 0.42, "griffin_lim_stoi": 0.93}
     (run / "heldout_curve.jsonl").write_text(json.dumps(point) + "\n")
     report = tmp_path / "evaluation.json"
-    report.write_text(json.dumps({"average": {"waveglow": {"stoi": {"mean": 0.55}}}}))
+    report.write_text(
+        json.dumps({"sigma": 0.2, "denoiser_strength": 0.0, "average": {"waveglow": {"stoi": {"mean": 0.55}}}})
+    )
     return run, report
 
 
@@ -46,8 +49,25 @@ def test_points_come_from_metrics_heldout_curve_and_reports(tmp_path):
         {"step": 2000, "nll": -3.8, "hours": 1.1},
     ]
     assert summary["first12"] == [{"step": 2000, "train_hours": 1.1, "waveglow_stoi": 0.42}]
-    assert summary["all62"] == [{"step": 2000, "hours": 1.1, "stoi": 0.55}]
+    assert summary["all62"] == [{"step": 2000, "hours": 1.1, "stoi": 0.55, "sigma": 0.2, "denoiser_strength": 0.0}]
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _load_script():
+    if os.path.dirname(SCRIPT) not in sys.path:  # the script imports its sibling plot_convergence
+        sys.path.insert(0, os.path.dirname(SCRIPT))
+    spec = importlib.util.spec_from_file_location("plot_long_run", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_all62_legend_names_the_reports_synthesis_settings_only_when_they_agree():
+    settings = _load_script().synthesis_settings
+    assert settings([{"sigma": 0.2, "denoiser_strength": 0.0}] * 2) == ", sigma 0.2, no denoiser"
+    assert settings([{"sigma": 0.6, "denoiser_strength": 0.1}]) == ", sigma 0.6, denoiser 0.1"
+    assert settings([{"sigma": 0.2, "denoiser_strength": 0.0}, {"sigma": 0.6, "denoiser_strength": 0.0}]) == ""
+    assert settings([{"step": 10000, "hours": 5.5, "stoi": 0.72}]) == ""  # a points file from before the keys
 
 
 def test_a_step_without_validation_or_a_malformed_spec_is_a_clear_error(tmp_path):
