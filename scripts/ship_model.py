@@ -252,12 +252,14 @@ def git_commit_holding(path: str, weights_sha256: str | None = None) -> tuple[st
     """
     import hashlib
 
+    from tfwaveglow.model_io import WEIGHTS_FILE
+
     path = os.path.abspath(path)
     if os.path.commonpath([path, ROOT]) != ROOT:
         return None
     relative = os.path.relpath(path, ROOT)
     if weights_sha256:
-        weights = f"{relative}/weights.npz"
+        weights = f"{relative}/{WEIGHTS_FILE}"
         for commit in (_git("log", "--format=%h", "--", weights) or "").split():
             blob = _git("show", f"{commit}:{weights}", text=False)
             if blob is not None and hashlib.sha256(blob).hexdigest() == weights_sha256:
@@ -275,7 +277,7 @@ def origin_of(record: dict) -> Origin:
     The hours come from the directory's ``training_state.json`` while it still holds the very
     weights (the record has no sha256, or it matches), else from the committed model's.
     """
-    from tfwaveglow.model_io import load_training_state, weights_sha256
+    from tfwaveglow.model_io import TRAINING_STATE_FILE, load_training_state, weights_sha256
 
     source = record["init_from"]
     commit, relative = git_commit_holding(source, record["weights_sha256"]) or (None, None)
@@ -286,7 +288,7 @@ def origin_of(record: dict) -> Origin:
         except (ValueError, OSError):
             pass
     elif commit:
-        state = _git("show", f"{commit}:{relative}/training_state.json")
+        state = _git("show", f"{commit}:{relative}/{TRAINING_STATE_FILE}")
         try:
             hours = float(json.loads(state)["train_seconds"]) / 3600.0
         except (TypeError, ValueError, KeyError):
